@@ -1,0 +1,36 @@
+"""Where things live in Firestore; both services address documents only through here.
+
+    sessions/{session_id}                  last_seq, active_turn, created_at, updated_at, expire_at
+    sessions/{session_id}/events/{seq:012} one stored protocol event (SessionEvent)
+    sessions/{session_id}/turns/t-{turn}   idempotency and progress of one turn
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from google.cloud.firestore import Client, CollectionReference, DocumentReference
+
+SESSIONS = "sessions"
+EVENTS = "events"
+TURNS = "turns"
+SEQ_WIDTH = 12
+
+
+def session_ref(db: Client, session_id: str) -> DocumentReference:
+    return db.collection(SESSIONS).document(session_id)
+
+
+def events_ref(db: Client, session_id: str) -> CollectionReference:
+    return session_ref(db, session_id).collection(EVENTS)
+
+
+def event_doc_id(seq: int) -> str:
+    # Zero-padded so that document ids sort like seq does in the console and in exports.
+    return f"{seq:0{SEQ_WIDTH}d}"
+
+
+def turn_ref(db: Client, session_id: str, turn_id: str) -> DocumentReference:
+    # Prefixed: a client id such as "__x__" is a valid protocol id but a reserved document id.
+    return session_ref(db, session_id).collection(TURNS).document(f"t-{turn_id}")

@@ -1,0 +1,46 @@
+"""The Pub/Sub message that carries one chat turn from the edge to the agent function."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
+
+from deploychat.errors import ProtocolError
+from deploychat.protocol import MessageId, SessionId
+
+
+class TurnRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["turn"] = "turn"
+    v: Literal[1] = 1
+    session_id: SessionId
+    turn_id: MessageId
+    content: Annotated[str, StringConstraints(min_length=1)]
+    accepted_at: float
+
+    def to_pubsub(self) -> tuple[bytes, dict[str, str]]:
+        """Data and attributes; the ordering key is the session id (set by the publisher)."""
+        attributes = {"type": self.type, "session_id": self.session_id, "turn_id": self.turn_id}
+        return self.model_dump_json().encode(), attributes
+
+
+def turn_from_pubsub(message: Any) -> TurnRequest:
+    """Validate the `message` of a Pub/Sub push body or CloudEvent; raise ProtocolError if bad."""
+    if not isinstance(message, dict):
+        raise ProtocolError("invalid_message", "Pub/Sub event has no message object")
+    try:
+        data = base64.b64decode(message.get("data") or "", validate=True)
+        obj = json.loads(data)
+        turn = TurnRequest.model_validate(obj)
+    except (binascii.Error, ValueError, ValidationError) as exc:
+        raise ProtocolError("invalid_message", f"bad turn payload: {exc}") from None
+    attributes = message.get("attributes") or {}
+    for key in ("session_id", "turn_id"):
+        if key in attributes and attributes[key] != getattr(turn, key):
+            raise ProtocolError("invalid_message", f"attribute {key} does not match the payload")
+    return turn

@@ -1,0 +1,130 @@
+"""Child processes of the local stack: each in its own process group, stopped as a group."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import IO
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def http_get(url: str, timeout: float = 2.0) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status, resp.read().decode(errors="replace")
+    except urllib.error.HTTPError as exc:
+        return exc.code, ""
+
+
+class ManagedProcess:
+    """A child with its output in a log file (and, if asked, echoed with a prefix)."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        env: dict[str, str],
+        log_path: Path,
+        cwd: Path | None = None,
+        echo: bool = False,
+    ) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.env = env
+        self.log_path = log_path
+        self.cwd = cwd
+        self.echo = echo
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._reader: threading.Thread | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            self.argv,
+            env=self.env,
+            cwd=self.cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            # Its own group: Ctrl-C in a terminal does not reach it, and stop() reaches all of
+            # its descendants (gcloud starts the emulator's JVM as a grandchild).
+            start_new_session=True,
+        )
+        assert self.proc.stdout is not None
+        self._reader = threading.Thread(
+            target=self._copy_output, args=(self.proc.stdout,), daemon=True
+        )
+        self._reader.start()
+
+    def _copy_output(self, stream: IO[bytes]) -> None:
+        with open(self.log_path, "ab") as log:
+            for line in iter(stream.readline, b""):
+                log.write(line)
+                log.flush()
+                if self.echo:
+                    sys.stderr.write(f"[{self.name}] {line.decode(errors='replace')}")
+
+    def wait_ready(self, check: Callable[[], bool], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive:
+                raise RuntimeError(f"{self.name} exited early; see {self.log_path}:\n{self.tail()}")
+            with contextlib.suppress(OSError):
+                if check():
+                    return
+            time.sleep(0.1)
+        raise TimeoutError(f"{self.name} not ready in {timeout:.0f}s; see {self.log_path}")
+
+    def signal(self, sig: int) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, sig)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.proc is None:
+            return
+        self.signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+        # The group may outlive its leader (the emulator's JVM): make sure all of it is gone.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(5)
+        if self._reader is not None:
+            self._reader.join(2)
+
+    def kill(self) -> None:
+        """Die at whatever line it is on: SIGKILL to the whole group."""
+        self.signal(signal.SIGKILL)
+        if self.proc is not None:
+            self.proc.wait(10)
+
+    def tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""

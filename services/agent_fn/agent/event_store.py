@@ -1,0 +1,232 @@
+"""Appends one turn's events to its session: each once, in `seq` order, fenced by a lease.
+
+Every append is one Firestore transaction that reads the session and the turn, gives the events
+the next `seq` numbers, writes them, and records the turn's progress. So a process that dies at
+any line leaves either all of an append or none of it, and the retry, which reads the progress,
+neither repeats what is stored nor leaves a gap.
+
+Turns of one session never interleave: a turn holds the session (`active_turn`) from `begin` to
+its last append. Another turn that arrives meanwhile is refused with a transient error, so Pub/Sub
+delivers it again later. A redelivery of the same turn takes the session over with a new lease;
+the older attempt, if it is still running somewhere, fails its next append and stops writing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from google.cloud import firestore
+from pydantic import ValidationError
+
+from deploychat.errors import PermanentError, TransientError
+from deploychat.firestore_layout import event_doc_id, events_ref, session_ref, turn_ref
+from deploychat.protocol import SESSION_EVENT
+
+log = logging.getLogger(__name__)
+
+EventDraft = dict[str, Any]  # a stored event without `seq`, `ts` (given here)
+
+
+class SessionBusy(TransientError):
+    """Another turn of the session is running; this one must wait for its turn."""
+
+
+class LeaseLost(Exception):
+    """A newer attempt at this turn took over; this attempt must stop writing at once."""
+
+
+@dataclass(frozen=True)
+class TurnProgress:
+    lease: str
+    attempts: int
+    user_stored: bool
+    typing_on: bool
+    emitted_text: str
+    cancel_requested: bool
+
+
+class TurnLog:
+    def __init__(
+        self,
+        db: firestore.Client,
+        session_id: str,
+        turn_id: str,
+        *,
+        lease_s: float,
+        ttl_s: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._db = db
+        self.session_id = session_id
+        self.turn_id = turn_id
+        self._lease_s = lease_s
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._session = session_ref(db, session_id)
+        self._turn = turn_ref(db, session_id, turn_id)
+        self._lease: str | None = None
+
+    # ------------------------------------------------------------------ begin
+
+    def begin(self) -> TurnProgress | None:
+        """Take the session for this turn. None if the turn is already finished (a duplicate)."""
+        lease = uuid.uuid4().hex
+        progress: TurnProgress | None = _run(self._db, self._begin, lease)
+        if progress is not None:
+            self._lease = lease
+        return progress
+
+    def _begin(self, txn: firestore.Transaction, lease: str) -> TurnProgress | None:
+        now = self._clock()
+        session = _data(self._session.get(transaction=txn))
+        turn = _data(self._turn.get(transaction=txn))
+        if turn.get("status") in ("done", "abandoned"):
+            return None
+        active = session.get("active_turn") or {}
+        other = active.get("turn_id")
+        abandoned: dict[str, Any] | None = None
+        if other and other != self.turn_id:
+            if active.get("expires_at", 0) > now:
+                raise SessionBusy(f"session {self.session_id} is busy with turn {other}")
+            abandoned = active
+        seq = int(session.get("last_seq", 0))
+        if abandoned is not None:
+            # Its attempts are spent or its function died for good: close it for the clients
+            # (so no turn is left "typing" forever) before this one starts.
+            other_ref = turn_ref(self._db, self.session_id, abandoned["turn_id"])
+            drafts: list[EventDraft] = [
+                {
+                    "type": "error",
+                    "turn_id": abandoned["turn_id"],
+                    "code": "agent_failed",
+                    "message": "This turn was abandoned after its attempts failed.",
+                    "retryable": False,
+                },
+                {"type": "typing", "turn_id": abandoned["turn_id"], "is_typing": False},
+            ]
+            seq = self._write_events(txn, seq, drafts, now)
+            txn.set(other_ref, {"status": "abandoned", "finished_at": now}, merge=True)
+            log.warning("turn %s of session %s abandoned", abandoned["turn_id"], self.session_id)
+        attempts = int(turn.get("attempts", 0)) + 1
+        txn.set(
+            self._turn,
+            {
+                "turn_id": self.turn_id,
+                "status": "running",
+                "lease": lease,
+                "attempts": attempts,
+                "started_at": turn.get("started_at", now),
+                "expire_at": _expiry(now, self._ttl_s),
+            },
+            merge=True,
+        )
+        txn.set(
+            self._session,
+            {
+                "last_seq": seq,
+                "active_turn": {
+                    "turn_id": self.turn_id,
+                    "lease": lease,
+                    "expires_at": now + self._lease_s,
+                },
+                "updated_at": now,
+                "expire_at": _expiry(now, self._ttl_s),
+            },
+            merge=True,
+        )
+        return TurnProgress(
+            lease=lease,
+            attempts=attempts,
+            user_stored=bool(turn.get("user_stored")),
+            typing_on=bool(turn.get("typing_on")),
+            emitted_text=str(turn.get("emitted_text", "")),
+            cancel_requested=bool(turn.get("cancel_requested")),
+        )
+
+    # ------------------------------------------------------------------ append
+
+    def append(
+        self, drafts: list[EventDraft], progress: dict[str, Any], *, finish: bool = False
+    ) -> bool:
+        """Store events and progress atomically; returns whether a cancel was requested.
+
+        With `finish`, the turn is marked done and the session freed in the same transaction.
+        """
+        if self._lease is None:
+            raise RuntimeError("append before begin")
+        result: bool = _run(self._db, self._append, self._lease, drafts, progress, finish)
+        return result
+
+    def _append(
+        self,
+        txn: firestore.Transaction,
+        lease: str,
+        drafts: list[EventDraft],
+        progress: dict[str, Any],
+        finish: bool,
+    ) -> bool:
+        now = self._clock()
+        session = _data(self._session.get(transaction=txn))
+        turn = _data(self._turn.get(transaction=txn))
+        if turn.get("lease") != lease or turn.get("status") != "running":
+            raise LeaseLost(f"turn {self.turn_id}: a newer attempt took over")
+        seq = self._write_events(txn, int(session.get("last_seq", 0)), drafts, now)
+        session_update: dict[str, Any] = {"last_seq": seq, "updated_at": now}
+        turn_update: dict[str, Any] = dict(progress)
+        if finish:
+            session_update["active_turn"] = firestore.DELETE_FIELD
+            turn_update.update(status="done", finished_at=now)
+        else:
+            session_update["active_turn"] = {
+                "turn_id": self.turn_id,
+                "lease": lease,
+                "expires_at": now + self._lease_s,
+            }
+        txn.update(self._session, session_update)
+        txn.update(self._turn, turn_update)
+        return bool(turn.get("cancel_requested"))
+
+    def cancel_requested(self) -> bool:
+        return bool(_data(self._turn.get(field_paths=["cancel_requested"])).get("cancel_requested"))
+
+    def _write_events(
+        self, txn: firestore.Transaction, seq: int, drafts: list[EventDraft], now: float
+    ) -> int:
+        events = events_ref(self._db, self.session_id)
+        for draft in drafts:
+            seq += 1
+            try:
+                event = SESSION_EVENT.validate_python({**draft, "seq": seq, "ts": now})
+            except ValidationError as exc:
+                # Our own bug, never the user's: refuse to store an event the protocol forbids.
+                raise PermanentError(f"refusing to store an invalid event: {exc}") from exc
+            doc = event.model_dump(exclude_none=True)
+            doc["expire_at"] = _expiry(now, self._ttl_s)
+            txn.create(events.document(event_doc_id(seq)), doc)
+        return seq
+
+
+def _run(db: firestore.Client, body: Callable[..., Any], *args: Any) -> Any:
+    """Run `body(txn, *args)` in a transaction; Firestore retries it on contention."""
+
+    @firestore.transactional
+    def in_transaction(txn: firestore.Transaction) -> Any:
+        return body(txn, *args)
+
+    return in_transaction(db.transaction(max_attempts=10))
+
+
+def _data(snapshot: Any) -> dict[str, Any]:
+    return (snapshot.to_dict() or {}) if snapshot.exists else {}
+
+
+def _expiry(now: float, ttl_s: float) -> Any:
+    # A real timestamp, as Firestore's TTL policies require.
+    import datetime
+
+    return datetime.datetime.fromtimestamp(now + ttl_s, tz=datetime.UTC)

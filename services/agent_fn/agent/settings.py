@@ -1,0 +1,56 @@
+"""The agent function's settings, read once per instance."""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field, SecretStr
+
+from deploychat.settings import CommonSettings
+
+
+class AgentSettings(CommonSettings):
+    gemini_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DEPLOYCHAT_GEMINI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY"),
+        description="Gemini API key. Without it (and without Vertex AI) the agent runs offline.",
+    )
+    use_vertex: bool = Field(
+        default=False,
+        validation_alias=AliasChoices("DEPLOYCHAT_USE_VERTEX", "GOOGLE_GENAI_USE_VERTEXAI"),
+        description="Call Gemini through Vertex AI with the function's service account.",
+    )
+    vertex_location: str = Field(
+        default="us-central1",
+        validation_alias=AliasChoices("DEPLOYCHAT_VERTEX_LOCATION", "GOOGLE_CLOUD_LOCATION"),
+        description="Vertex AI region.",
+    )
+    gemini_base_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DEPLOYCHAT_GEMINI_BASE_URL", "GOOGLE_GEMINI_BASE_URL"),
+        description="Override of the Gemini API endpoint (tests point it at a local fake).",
+    )
+    model: str = Field(default="gemini-2.5-flash", description="Gemini model name.")
+    model_timeout_s: float = Field(default=120.0, description="Timeout of one model request.")
+    model_retry_attempts: int = Field(
+        default=3, ge=1, description="Attempts per model request (HttpRetryOptions), first included."
+    )
+    model_retry_initial_delay_s: float = Field(default=1.0, description="First retry delay.")
+    model_retry_max_delay_s: float = Field(default=8.0, description="Longest retry delay.")
+    history_events: int = Field(
+        default=40, ge=0, description="How many earlier final messages are sent to the model."
+    )
+    piece_interval_ms: int = Field(
+        default=150, ge=0, description="Streamed text is stored at most this often per turn."
+    )
+    offline_piece_delay_ms: int = Field(
+        default=60, ge=0, description="Pause between pieces of an offline answer."
+    )
+    max_delivery_attempts: int = Field(
+        default=5,
+        ge=1,
+        description="Attempts at one turn before a transient failure becomes an error event; "
+        "match the subscription's dead-letter max_delivery_attempts.",
+    )
+    turn_lease_s: float = Field(
+        default=600.0,
+        description="How long a running turn holds its session before another turn may take over.",
+    )

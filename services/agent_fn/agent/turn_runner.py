@@ -1,0 +1,233 @@
+"""Runs one chat turn: the user's message, typing, the streamed answer, the final message.
+
+Safe to run again for the same turn at any point: the progress stored with each append tells a
+retry what the clients have already been sent.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
+
+from deploychat.errors import DeploychatError, PermanentError, TransientError
+from deploychat.firestore_layout import events_ref
+from deploychat.turn_message import TurnRequest
+
+from .event_store import EventDraft, LeaseLost, TurnLog, TurnProgress
+from .model import HistoryMessage, Model
+from .settings import AgentSettings
+
+log = logging.getLogger(__name__)
+
+
+class TurnRunner:
+    def __init__(
+        self,
+        db: firestore.Client,
+        model: Model,
+        settings: AgentSettings,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._db = db
+        self._model = model
+        self._settings = settings
+        self._clock = clock
+
+    def run(self, turn: TurnRequest) -> None:
+        turn_log = TurnLog(
+            self._db,
+            turn.session_id,
+            turn.turn_id,
+            lease_s=self._settings.turn_lease_s,
+            ttl_s=self._settings.session_ttl_days * 86400,
+        )
+        progress = turn_log.begin()
+        if progress is None:
+            log.info("turn %s/%s already answered", turn.session_id, turn.turn_id)
+            return
+        try:
+            self._run(turn, turn_log, progress)
+        except LeaseLost:
+            log.warning("turn %s/%s: a newer attempt took over", turn.session_id, turn.turn_id)
+
+    def _run(self, turn: TurnRequest, turn_log: TurnLog, progress: TurnProgress) -> None:
+        last_attempt = progress.attempts >= self._settings.max_delivery_attempts
+        if progress.attempts > self._settings.max_delivery_attempts:
+            self._fail(turn, turn_log, PermanentError("gave up on this turn", "agent_failed"))
+            return
+        drafts: list[EventDraft] = []
+        if not progress.user_stored:
+            drafts.append(
+                {
+                    "type": "chat",
+                    "turn_id": turn.turn_id,
+                    "message_id": turn.turn_id,
+                    "role": "user",
+                    "content": turn.content,
+                    "final": True,
+                }
+            )
+        if not progress.typing_on:
+            drafts.append({"type": "typing", "turn_id": turn.turn_id, "is_typing": True})
+        cancelled = progress.cancel_requested
+        if drafts:
+            cancelled = turn_log.append(drafts, {"user_stored": True, "typing_on": True}) or cancelled
+        pieces = PieceWriter(turn_log, turn.turn_id, progress.emitted_text, self._interval, self._clock)
+        if cancelled:
+            self._stop(turn, turn_log, pieces.shown)
+            return
+        try:
+            for text in self._model.stream(self._history(turn), turn.content):
+                if pieces.add(text):
+                    self._stop(turn, turn_log, pieces.shown)
+                    return
+            if pieces.flush():
+                self._stop(turn, turn_log, pieces.shown)
+                return
+        except TransientError as exc:
+            if not last_attempt:
+                log.warning("turn %s: transient failure, Pub/Sub will retry: %s", turn.turn_id, exc)
+                raise
+            self._fail(turn, turn_log, exc, retryable=True)
+            return
+        except PermanentError as exc:
+            self._fail(turn, turn_log, exc)
+            return
+        turn_log.append(
+            [
+                self._final(turn, pieces.full),
+                {"type": "typing", "turn_id": turn.turn_id, "is_typing": False},
+            ],
+            {"emitted_text": pieces.shown},
+            finish=True,
+        )
+
+    @property
+    def _interval(self) -> float:
+        return self._settings.piece_interval_ms / 1000
+
+    def _final(self, turn: TurnRequest, text: str, stopped: bool = False) -> EventDraft:
+        return {
+            "type": "chat",
+            "turn_id": turn.turn_id,
+            "message_id": reply_id(turn.turn_id),
+            "role": "assistant",
+            "content": text,
+            "final": True,
+            "stopped": stopped,
+        }
+
+    def _stop(self, turn: TurnRequest, turn_log: TurnLog, shown: str) -> None:
+        log.info("turn %s/%s cancelled", turn.session_id, turn.turn_id)
+        turn_log.append(
+            [
+                self._final(turn, shown, stopped=True),
+                {"type": "typing", "turn_id": turn.turn_id, "is_typing": False},
+            ],
+            {"cancelled": True},
+            finish=True,
+        )
+
+    def _fail(
+        self, turn: TurnRequest, turn_log: TurnLog, exc: DeploychatError, retryable: bool = False
+    ) -> None:
+        log.error("turn %s/%s failed: %s", turn.session_id, turn.turn_id, exc.message)
+        turn_log.append(
+            [
+                {
+                    "type": "error",
+                    "turn_id": turn.turn_id,
+                    "code": exc.code if exc.code != "internal" else "agent_failed",
+                    "message": exc.message,
+                    "retryable": retryable,
+                },
+                {"type": "typing", "turn_id": turn.turn_id, "is_typing": False},
+            ],
+            {"failed": exc.code},
+            finish=True,
+        )
+
+    def _history(self, turn: TurnRequest) -> list[HistoryMessage]:
+        if self._settings.history_events == 0:
+            return []
+        query = (
+            events_ref(self._db, turn.session_id)
+            .where(filter=FieldFilter("final", "==", True))
+            .order_by("seq", direction=firestore.Query.DESCENDING)
+            .limit(self._settings.history_events)
+        )
+        messages = []
+        for snap in query.stream():
+            doc = snap.to_dict() or {}
+            if doc.get("turn_id") == turn.turn_id or not doc.get("content"):
+                continue
+            role = doc.get("role")
+            if role in ("user", "assistant"):
+                messages.append(HistoryMessage(role=role, text=str(doc["content"])))
+        messages.reverse()
+        return messages
+
+
+def reply_id(turn_id: str) -> str:
+    return f"{turn_id}-reply"
+
+
+class PieceWriter:
+    """Coalesces streamed text into `chat` pieces, at most one per interval after the first.
+
+    On a retried turn the clients already hold `shown`, so only text beyond it is sent. If the new
+    answer departs from what was shown, no further pieces are sent; the final message carries the
+    whole new text, which clients show in place of the pieces.
+    """
+
+    def __init__(
+        self,
+        turn_log: TurnLog,
+        turn_id: str,
+        shown: str,
+        interval: float,
+        clock: Callable[[], float],
+    ) -> None:
+        self._log = turn_log
+        self._turn_id = turn_id
+        self.shown = shown
+        self.full = ""
+        self._interval = interval
+        self._clock = clock
+        self._last_flush: float | None = None
+        self._diverged = False
+
+    def add(self, text: str) -> bool:
+        """Take more text; returns True when a cancel was requested."""
+        self.full += text
+        if not self._diverged and not (
+            self.full.startswith(self.shown) or self.shown.startswith(self.full)
+        ):
+            self._diverged = True
+            log.info("turn %s: retried answer differs from the one shown", self._turn_id)
+        now = self._clock()
+        if self._last_flush is None or now - self._last_flush >= self._interval:
+            return self.flush()
+        return False
+
+    def flush(self) -> bool:
+        self._last_flush = self._clock()
+        if self._diverged or len(self.full) <= len(self.shown):
+            return False
+        delta = self.full[len(self.shown) :]
+        draft: dict[str, Any] = {
+            "type": "chat",
+            "turn_id": self._turn_id,
+            "message_id": reply_id(self._turn_id),
+            "role": "assistant",
+            "delta": delta,
+            "final": False,
+        }
+        cancelled = self._log.append([draft], {"emitted_text": self.full})
+        self.shown = self.full
+        return cancelled

@@ -1,0 +1,53 @@
+"""Publishes chat turns to Pub/Sub, in order per session."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from google.cloud import pubsub_v1
+
+from deploychat.errors import TransientError
+from deploychat.turn_message import TurnRequest
+
+from .settings import EdgeSettings
+
+log = logging.getLogger(__name__)
+
+
+class TurnPublisher:
+    def __init__(self, settings: EdgeSettings, client: pubsub_v1.PublisherClient | None = None):
+        self._settings = settings
+        self._client = client
+        self._lock = threading.Lock()
+        self._topic = pubsub_v1.PublisherClient.topic_path(settings.project_id, settings.turns_topic)
+
+    @property
+    def client(self) -> pubsub_v1.PublisherClient:
+        with self._lock:
+            if self._client is None:
+                self._client = pubsub_v1.PublisherClient(
+                    # A short batch window: an ack waits for the publish.
+                    batch_settings=pubsub_v1.types.BatchSettings(max_latency=0.002),
+                    publisher_options=pubsub_v1.types.PublisherOptions(
+                        enable_message_ordering=True
+                    ),
+                )
+            return self._client
+
+    def publish(self, turn: TurnRequest) -> str:
+        """Publish and wait until Pub/Sub has it; returns the message id."""
+        data, attributes = turn.to_pubsub()
+        client = self.client
+        try:
+            future = client.publish(
+                self._topic, data, ordering_key=turn.session_id, **attributes
+            )
+            message_id: str = future.result(timeout=self._settings.publish_timeout_s)
+            return message_id
+        except Exception as exc:
+            # After a failure the client pauses the ordering key until told to resume; the
+            # client's resend will publish again.
+            client.resume_publish(self._topic, turn.session_id)
+            log.warning("publish of turn %s failed: %s", turn.turn_id, exc)
+            raise TransientError("the message could not be accepted; send it again") from exc

@@ -1,0 +1,187 @@
+"""Streams a session's stored events to its sockets: replay and live through one path.
+
+Each socket keeps a cursor, the highest `seq` it has sent. One `SessionFeed` per session and
+process learns of new events from a Firestore listener on the session's newest few events, and
+keeps the most recent ones in memory. A socket takes the events after its cursor from that memory
+when they are all there, and otherwise (it is replaying after a reconnect, or more events landed
+at once than the listener's window holds) reads them from Firestore by `seq`. Events are only
+ever sent as `cursor + 1, cursor + 2, ...`, so there is no gap and no repeat at the seam between
+replay and live, whatever order the listener and the reads answer in.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Protocol
+
+from deploychat.protocol import SessionEvent
+
+from .session_store import SessionStore, Unsubscribe
+from .settings import EdgeSettings
+
+log = logging.getLogger(__name__)
+
+
+class Drainable(Protocol):
+    def close(self, code: int, reason: str) -> None: ...
+
+
+class SessionFeed:
+    def __init__(self, session_id: str, store: SessionStore, settings: EdgeSettings) -> None:
+        self.session_id = session_id
+        self._store = store
+        self._settings = settings
+        self._cond = threading.Condition()
+        self._high = 0
+        self._recent: OrderedDict[int, SessionEvent] = OrderedDict()
+        self._watch: Unsubscribe | None = None
+        self._start_lock = threading.Lock()
+        self._closed = False
+        self.refs = 0
+        self.idle_since = time.monotonic()
+
+    @property
+    def high(self) -> int:
+        return self._high
+
+    def ensure_started(self) -> None:
+        with self._start_lock:
+            if self._watch is None and not self._closed:
+                self._watch = self._store.watch(
+                    self.session_id, self._settings.listen_window, self.ingest
+                )
+
+    def stop(self) -> None:
+        with self._start_lock:
+            watch, self._watch = self._watch, None
+            self._closed = True
+        if watch is not None:
+            watch.unsubscribe()
+        self.wake()
+
+    def note_last_seq(self, seq: int) -> None:
+        """A committed `seq` learnt elsewhere (the session document)."""
+        with self._cond:
+            if seq > self._high:
+                self._high = seq
+                self._cond.notify_all()
+
+    def ingest(self, events: list[SessionEvent]) -> None:
+        """Events from the listener (any order, possibly already known)."""
+        with self._cond:
+            for event in events:
+                self._recent[event.seq] = event
+                self._high = max(self._high, event.seq)
+            while len(self._recent) > self._settings.feed_buffer:
+                self._recent.popitem(last=False)
+            self._cond.notify_all()
+
+    def wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def next_batch(
+        self, cursor: int, timeout: float, alive: Callable[[], bool]
+    ) -> tuple[list[SessionEvent], int]:
+        """Wait for events after `cursor`; returns (events in seq order, the new cursor).
+
+        The new cursor may pass events that are gone from Firestore (expired by TTL).
+        """
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._high <= cursor and alive() and not self._closed:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self._cond.wait(remaining):
+                    return [], cursor
+            if not alive() or self._high <= cursor:
+                return [], cursor
+            high = self._high
+            batch: list[SessionEvent] = []
+            seq = cursor + 1
+            while seq <= high and seq in self._recent:
+                batch.append(self._recent[seq])
+                seq += 1
+        if batch and batch[-1].seq == high:
+            return batch, high
+        events = self._store.read_events(self.session_id, cursor, self._settings.replay_page_size)
+        if not events:
+            log.warning("session %s: events %d..%d are gone", self.session_id, cursor + 1, high)
+            return [], high
+        return events, events[-1].seq
+
+
+class SessionHub:
+    """The feeds of this process, one per session with sockets, and the sockets to drain."""
+
+    def __init__(self, store: SessionStore, settings: EdgeSettings) -> None:
+        self._store = store
+        self._settings = settings
+        self._feeds: dict[str, SessionFeed] = {}
+        self._lock = threading.Lock()
+        self._sweeper: threading.Thread | None = None
+        self._connections: set[Drainable] = set()
+
+    def acquire(self, session_id: str) -> SessionFeed:
+        with self._lock:
+            feed = self._feeds.get(session_id)
+            if feed is None:
+                feed = self._feeds[session_id] = SessionFeed(session_id, self._store, self._settings)
+            feed.refs += 1
+            self._start_sweeper()
+        feed.ensure_started()
+        return feed
+
+    def release(self, feed: SessionFeed) -> None:
+        with self._lock:
+            feed.refs -= 1
+            if feed.refs == 0:
+                # Kept a while: a reconnecting socket finds the listener warm.
+                feed.idle_since = time.monotonic()
+
+    def sweep(self) -> None:
+        cutoff = time.monotonic() - self._settings.feed_linger_s
+        with self._lock:
+            idle = [f for f in self._feeds.values() if f.refs == 0 and f.idle_since <= cutoff]
+            for feed in idle:
+                del self._feeds[feed.session_id]
+        for feed in idle:
+            feed.stop()
+
+    def feeds(self) -> int:
+        return len(self._feeds)
+
+    def _start_sweeper(self) -> None:
+        if self._sweeper is None:
+            self._sweeper = threading.Thread(target=self._sweep_forever, daemon=True, name="sweeper")
+            self._sweeper.start()
+
+    def _sweep_forever(self) -> None:
+        interval = max(0.5, self._settings.feed_linger_s / 2)
+        while True:
+            time.sleep(interval)
+            try:
+                self.sweep()
+            except Exception:
+                log.exception("sweeping session feeds failed")
+
+    # ---------------------------------------------------------------- draining
+
+    def register(self, conn: Drainable) -> None:
+        with self._lock:
+            self._connections.add(conn)
+
+    def unregister(self, conn: Drainable) -> None:
+        with self._lock:
+            self._connections.discard(conn)
+
+    def drain(self, code: int, reason: str) -> int:
+        """Close every socket with `code` (1012 when this instance shuts down)."""
+        with self._lock:
+            connections = list(self._connections)
+        for conn in connections:
+            conn.close(code, reason)
+        return len(connections)

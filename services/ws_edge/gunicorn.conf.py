@@ -1,0 +1,42 @@
+"""gunicorn for the edge: one gevent worker holds thousands of sockets on few OS threads."""
+
+from __future__ import annotations
+
+import signal
+from typing import Any
+
+from edge.settings import EdgeSettings
+
+_settings = EdgeSettings()
+
+bind = f"0.0.0.0:{_settings.port}"
+worker_class = "gevent"
+workers = 1
+worker_connections = 20000
+# Sockets live for up to an hour; the arbiter's timeout only checks the worker is alive.
+timeout = 60
+graceful_timeout = 15
+keepalive = 75
+accesslog = None
+loglevel = "warning"
+
+
+def post_worker_init(worker: Any) -> None:
+    # On SIGTERM (Cloud Run scaling in, a deploy) tell every socket to reconnect at once
+    # (1012) before the worker stops accepting, instead of dropping them at the graceful timeout.
+    original = worker.handle_exit
+
+    def handle_exit(sig: int, frame: Any) -> None:
+        import gevent
+
+        services = worker.wsgi.extensions.get("deploychat")
+
+        def drain() -> None:
+            if services is not None:
+                closed = services.hub.drain(1012, "service restart")
+                worker.log.info("drained %d sockets", closed)
+
+        gevent.spawn(drain)
+        original(sig, frame)
+
+    signal.signal(signal.SIGTERM, handle_exit)
