@@ -1,0 +1,94 @@
+"""Fixtures for every suite. The real stack on the emulators is started once per run (by the
+first test that asks for it) and shared by the integration and browser tests.
+
+Tests never depend on each other: each uses its own session ids and Gemini markers, and
+Firestore is emptied before each test. Pub/Sub has no reset, so each run uses a new topic.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from devstack.processes import free_port
+from devstack.stack import Stack, StackConfig
+from tests.support.fake_gemini import FakeGemini
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+
+
+@pytest.fixture(scope="session")
+def fake_gemini() -> Iterator[FakeGemini]:
+    fake = FakeGemini().start()
+    yield fake
+    fake.stop()
+
+
+def function_env(fake: FakeGemini) -> dict[str, str]:
+    return {
+        "GEMINI_API_KEY": "fake-key",
+        "GOOGLE_GEMINI_BASE_URL": fake.url,
+        "DEPLOYCHAT_MODEL_RETRY_ATTEMPTS": "3",
+        "DEPLOYCHAT_MODEL_RETRY_INITIAL_DELAY_S": "0.05",
+        "DEPLOYCHAT_MODEL_RETRY_MAX_DELAY_S": "0.2",
+        "DEPLOYCHAT_MODEL_TIMEOUT_S": "30",
+        "DEPLOYCHAT_PIECE_INTERVAL_MS": "100",
+        "DEPLOYCHAT_LOG_LEVEL": "INFO",
+    }
+
+
+@pytest.fixture(scope="session")
+def stack(fake_gemini: FakeGemini) -> Iterator[Stack]:
+    run = uuid.uuid4().hex[:8]
+    config = StackConfig(
+        topic=f"turns-{run}",
+        edge_port=free_port(),
+        log_dir=ARTIFACTS / "logs" / f"integration-{run}",
+        min_backoff_s=1,
+        max_backoff_s=2,
+        function_env=function_env(fake_gemini),
+        edge_env={"DEPLOYCHAT_FEED_LINGER_S": "2"},
+    )
+    stack = Stack(config)
+    stack.start()
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture(autouse=True)
+def _clean_firestore(request: pytest.FixtureRequest) -> None:
+    if "stack" in request.fixturenames:
+        stack: Stack = request.getfixturevalue("stack")
+        stack.reset_firestore()
+        # A test that killed a service leaves it running again for the next one.
+        if stack.function is not None and not stack.function.alive:
+            stack.start_function()
+        if stack.edge is not None and not stack.edge.alive:
+            stack.start_edge()
+
+
+@pytest.fixture
+def ws_url(stack: Stack) -> str:
+    return stack.ws_url
+
+
+@pytest.fixture
+def uid() -> str:
+    """A fresh id for this test's sessions, turns and markers."""
+    return uuid.uuid4().hex[:12]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        path = Path(str(item.fspath))
+        for suite in ("integration", "e2e"):
+            if path.is_relative_to(here / suite):
+                item.add_marker(getattr(pytest.mark, suite))
+
+
+os.environ.setdefault("DEPLOYCHAT_LOG_FORMAT", "text")
