@@ -1,8 +1,8 @@
 """Where things live in Firestore; both services address documents only through here.
 
-    sessions/{session_id}                  last_seq, active_turn, created_at, updated_at, expire_at
-    sessions/{session_id}/events/{seq:012} one stored protocol event (SessionEvent)
-    sessions/{session_id}/turns/t-{turn}   idempotency and progress of one turn
+sessions/{session_id}                  last_seq, active_turn, created_at, updated_at, expire_at
+sessions/{session_id}/events/{seq:012} one stored protocol event (SessionEvent)
+sessions/{session_id}/turns/t-{turn}   idempotency and progress of one turn
 """
 
 from __future__ import annotations
@@ -19,11 +19,13 @@ SEQ_WIDTH = 12
 
 
 def session_ref(db: Client, session_id: str) -> DocumentReference:
-    return db.collection(SESSIONS).document(session_id)
+    ref: DocumentReference = db.collection(SESSIONS).document(session_id)
+    return ref
 
 
 def events_ref(db: Client, session_id: str) -> CollectionReference:
-    return session_ref(db, session_id).collection(EVENTS)
+    ref: CollectionReference = session_ref(db, session_id).collection(EVENTS)
+    return ref
 
 
 def event_doc_id(seq: int) -> str:
@@ -33,4 +35,5 @@ def event_doc_id(seq: int) -> str:
 
 def turn_ref(db: Client, session_id: str, turn_id: str) -> DocumentReference:
     # Prefixed: a client id such as "__x__" is a valid protocol id but a reserved document id.
-    return session_ref(db, session_id).collection(TURNS).document(f"t-{turn_id}")
+    ref: DocumentReference = session_ref(db, session_id).collection(TURNS).document(f"t-{turn_id}")
+    return ref

@@ -23,7 +23,9 @@ def setup_logging(settings: CommonSettings) -> None:
         # with severity, trace and labels, without an API call per line.
         from google.cloud.logging.handlers import StructuredLogHandler
 
-        handler = StructuredLogHandler(project_id=settings.project_id, stream=sys.stdout)
+        handler = StructuredLogHandler(  # type: ignore[no-untyped-call]
+            project_id=settings.project_id, stream=sys.stdout
+        )
     else:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(

@@ -21,7 +21,7 @@ class CommonSettings(BaseSettings):
     )
     log_format: Literal["auto", "json", "text"] = Field(
         default="auto",
-        description="auto: Cloud Logging JSON on Cloud Run / Functions (K_SERVICE set), else text.",
+        description="auto: Cloud Logging JSON on Cloud Run and Functions (K_SERVICE), else text.",
     )
     log_level: str = Field(default="INFO", description="Python log level.")
     running_on: str | None = Field(
@@ -31,5 +31,5 @@ class CommonSettings(BaseSettings):
     )
     session_ttl_days: float = Field(
         default=30.0,
-        description="Sessions, their events and turns get an expire_at this far ahead (TTL policy).",
+        description="Sessions, events and turns get an expire_at this far ahead (TTL policy).",
     )

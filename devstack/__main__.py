@@ -23,15 +23,16 @@ def main() -> int:
     print("starting the emulators, the agent function and the edge ...", file=sys.stderr)
     stack.start()
     assert stack.pubsub and stack.firestore
-    offline = not any(os.environ.get(k) for k in
-                      ("GEMINI_API_KEY", "GOOGLE_API_KEY", "DEPLOYCHAT_GEMINI_API_KEY"))
+    keys = ("GEMINI_API_KEY", "GOOGLE_API_KEY", "DEPLOYCHAT_GEMINI_API_KEY")
+    has_key = any(os.environ.get(k) for k in keys)
+    model = "Gemini" if has_key else "offline mode (no GEMINI_API_KEY)"
     print(
         f"""
 deploychat is running
   chat page        {stack.edge_url}/   (http://localhost:{args.port})
   WebSocket        ws://localhost:{args.port}/ws/chat
   Pub/Sub emulator {stack.pubsub.host}   Firestore emulator {stack.firestore.host}
-  agent function   http://127.0.0.1:{stack.function_port}   model: {"offline mode (no GEMINI_API_KEY)" if offline else "Gemini"}
+  agent function   http://127.0.0.1:{stack.function_port}   model: {model}
   logs             {stack.config.log_dir}
 Ctrl-C stops everything.""",
         file=sys.stderr,

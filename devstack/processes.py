@@ -105,10 +105,8 @@ class ManagedProcess:
         if self.proc is None:
             return
         self.signal(signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            pass
         # The group may outlive its leader (the emulator's JVM): make sure all of it is gone.
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)

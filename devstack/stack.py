@@ -48,12 +48,21 @@ class Emulator:
         self.host = f"127.0.0.1:{self.port}"
         gcloud = shutil.which("gcloud") or "gcloud"
         if kind == "pubsub":
-            argv = [gcloud, "beta", "emulators", "pubsub", "start", f"--host-port={self.host}",
-                    f"--project={config.project}"]
+            argv = [
+                gcloud,
+                "beta",
+                "emulators",
+                "pubsub",
+                "start",
+                f"--host-port={self.host}",
+                f"--project={config.project}",
+            ]
         else:
             argv = [gcloud, "emulators", "firestore", "start", f"--host-port={self.host}"]
         self.process = ManagedProcess(
-            f"{kind}-emulator", argv, env=dict(os.environ),
+            f"{kind}-emulator",
+            argv,
+            env=dict(os.environ),
             log_path=config.log_dir / f"{kind}-emulator.log",
         )
 
@@ -61,8 +70,13 @@ class Emulator:
         self.process.start()
 
     def wait_ready(self) -> None:
-        self.process.wait_ready(lambda: http_get(f"http://{self.host}/") == (200, "Ok\n")
-                                or http_get(f"http://{self.host}/")[1].strip() == "Ok", 90)
+        self.process.wait_ready(
+            lambda: (
+                http_get(f"http://{self.host}/") == (200, "Ok\n")
+                or http_get(f"http://{self.host}/")[1].strip() == "Ok"
+            ),
+            90,
+        )
 
     def stop(self) -> None:
         self.process.stop()
@@ -100,8 +114,10 @@ class Stack:
 
     def reset_firestore(self) -> None:
         assert self.firestore
-        url = (f"http://{self.firestore.host}/emulator/v1/projects/{self.config.project}"
-               "/databases/(default)/documents")
+        url = (
+            f"http://{self.firestore.host}/emulator/v1/projects/{self.config.project}"
+            "/databases/(default)/documents"
+        )
         urllib.request.urlopen(urllib.request.Request(url, method="DELETE"), timeout=10).close()
 
     # ---------------------------------------------------------------- Pub/Sub wiring
@@ -110,11 +126,13 @@ class Stack:
     def push_endpoint(self) -> str:
         # The topic stays in the path: functions-framework turns a raw push body into a
         # CloudEvent and takes the event's source from it.
-        return (f"http://127.0.0.1:{self.function_port}/projects/{self.config.project}"
-                f"/topics/{self.config.topic}")
+        return (
+            f"http://127.0.0.1:{self.function_port}/projects/{self.config.project}"
+            f"/topics/{self.config.topic}"
+        )
 
     def setup_pubsub(self) -> None:
-        from google.cloud import pubsub_v1
+        from google.cloud import pubsub_v1  # type: ignore[attr-defined]
         from google.pubsub_v1 import types
 
         cfg = self.config
@@ -163,10 +181,19 @@ class Stack:
         env["DEPLOYCHAT_MAX_DELIVERY_ATTEMPTS"] = str(self.config.max_delivery_attempts)
         self.function = ManagedProcess(
             "agent_fn",
-            [sys.executable, "-m", "functions_framework", "--target=handle_turn",
-             f"--source={FUNCTION_DIR / 'main.py'}", "--signature-type=cloudevent",
-             "--host=127.0.0.1", f"--port={self.function_port}"],
-            env=env, cwd=FUNCTION_DIR, log_path=self.config.log_dir / "agent_fn.log",
+            [
+                sys.executable,
+                "-m",
+                "functions_framework",
+                "--target=handle_turn",
+                f"--source={FUNCTION_DIR / 'main.py'}",
+                "--signature-type=cloudevent",
+                "--host=127.0.0.1",
+                f"--port={self.function_port}",
+            ],
+            env=env,
+            cwd=FUNCTION_DIR,
+            log_path=self.config.log_dir / "agent_fn.log",
             echo=self.config.echo,
         )
         self.function.start()
@@ -185,9 +212,17 @@ class Stack:
         env["DEPLOYCHAT_TURNS_TOPIC"] = self.config.topic
         self.edge = ManagedProcess(
             "ws_edge",
-            [sys.executable, "-m", "gunicorn", "--config", str(EDGE_DIR / "gunicorn.conf.py"),
-             "edge.wsgi:app"],
-            env=env, cwd=EDGE_DIR, log_path=self.config.log_dir / "ws_edge.log",
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "--config",
+                str(EDGE_DIR / "gunicorn.conf.py"),
+                "edge.wsgi:app",
+            ],
+            env=env,
+            cwd=EDGE_DIR,
+            log_path=self.config.log_dir / "ws_edge.log",
             echo=self.config.echo,
         )
         self.edge.start()

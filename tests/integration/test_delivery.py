@@ -67,14 +67,26 @@ def test_a_turn_published_twice_is_answered_once(
     turn_id = f"p-{uid}"
     with RawClient(stack.ws_url) as client:
         session = client.init()["session_id"]
-        payload = {"type": "turn", "v": 1, "session_id": session, "turn_id": turn_id,
-                   "content": f"dup [[{uid}]]", "accepted_at": time.time()}
+        payload = {
+            "type": "turn",
+            "v": 1,
+            "session_id": session,
+            "turn_id": turn_id,
+            "content": f"dup [[{uid}]]",
+            "accepted_at": time.time(),
+        }
         publisher = pubsub_v1.PublisherClient(
-            publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True))
+            publisher_options=pubsub_v1.types.PublisherOptions(enable_message_ordering=True)
+        )
         topic = publisher.topic_path(stack.config.project, stack.config.topic)
         for _ in range(3):
-            publisher.publish(topic, json.dumps(payload).encode(), ordering_key=session,
-                              session_id=session, turn_id=turn_id).result(10)
+            publisher.publish(
+                topic,
+                json.dumps(payload).encode(),
+                ordering_key=session,
+                session_id=session,
+                turn_id=turn_id,
+            ).result(10)
         frames = client.turn(turn_id)
         time.sleep(2)
         client.send({"type": "ping", "ts": 0})
@@ -93,8 +105,9 @@ def test_function_killed_mid_turn_is_retried_and_ends_with_one_final(
     with RawClient(stack.ws_url) as client:
         client.init()
         client.send({"type": "chat", "id": turn_id, "content": f"crash [[{uid}]]"})
-        frames = client.until(lambda f: f.get("role") == "assistant" and not f["final"]
-                              and f["seq"] >= 4)
+        frames = client.until(
+            lambda f: f.get("role") == "assistant" and not f["final"] and f["seq"] >= 4
+        )
         assert stack.function is not None
         stack.function.kill()
         stack.start_function()
@@ -139,8 +152,9 @@ def test_a_persistent_429_ends_the_turn_with_an_error_event(
     assert len(fake_gemini.calls_for(uid)) == 3 * attempts
 
 
-def test_a_model_400_is_an_error_event_at_once(ws_url: str, fake_gemini: FakeGemini,
-                                               uid: str) -> None:
+def test_a_model_400_is_an_error_event_at_once(
+    ws_url: str, fake_gemini: FakeGemini, uid: str
+) -> None:
     fake_gemini.script(uid, Script(always_error=400))
     with RawClient(ws_url) as client:
         client.init()
@@ -151,9 +165,7 @@ def test_a_model_400_is_an_error_event_at_once(ws_url: str, fake_gemini: FakeGem
     assert len(fake_gemini.calls_for(uid)) == 1
 
 
-def test_a_bad_pubsub_payload_is_dropped_and_later_turns_work(
-    stack: Stack, uid: str
-) -> None:
+def test_a_bad_pubsub_payload_is_dropped_and_later_turns_work(stack: Stack, uid: str) -> None:
     publisher = pubsub_v1.PublisherClient()
     topic = publisher.topic_path(stack.config.project, stack.config.topic)
     publisher.publish(topic, b"not json").result(10)

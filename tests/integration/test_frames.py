@@ -41,8 +41,12 @@ def test_bad_frames_get_typed_errors_and_store_nothing(stack: Stack) -> None:
             assert frame["message"]
         # Before init, chat and cancel are refused; ping is answered.
         client.send({"type": "chat", "id": "early", "content": "hi"})
-        assert client.recv() == {"type": "error", "code": "not_initialized",
-                                 "message": "send init first", "ref": "early"}
+        assert client.recv() == {
+            "type": "error",
+            "code": "not_initialized",
+            "message": "send init first",
+            "ref": "early",
+        }
         client.send({"type": "cancel", "turn_id": "early"})
         assert client.recv()["code"] == "not_initialized"
         client.send({"type": "ping", "ts": 3.5})

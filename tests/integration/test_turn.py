@@ -10,8 +10,9 @@ from tests.support.ws import RawClient, assert_contiguous, events, reply_text
 
 
 def test_a_whole_turn(ws_url: str, fake_gemini: FakeGemini, uid: str) -> None:
-    fake_gemini.script(uid, Script(replies=[Reply(chunks=["Hello", ", ", "world", "!"],
-                                                  delay_s=0.15)]))
+    fake_gemini.script(
+        uid, Script(replies=[Reply(chunks=["Hello", ", ", "world", "!"], delay_s=0.15)])
+    )
     with RawClient(ws_url) as client:
         connected = client.init()
         assert connected["last_seq"] == 0 and connected["resumed"] is False
@@ -89,8 +90,9 @@ def test_offline_mode_answers_without_a_model(stack: Stack, uid: str) -> None:
 def test_cancel_stops_the_turn_with_the_text_so_far(
     ws_url: str, fake_gemini: FakeGemini, uid: str
 ) -> None:
-    fake_gemini.script(uid, Script(replies=[Reply(chunks=[f"w{i} " for i in range(40)],
-                                                  delay_s=0.1)]))
+    fake_gemini.script(
+        uid, Script(replies=[Reply(chunks=[f"w{i} " for i in range(40)], delay_s=0.1)])
+    )
     turn_id = f"c-{uid}"
     with RawClient(ws_url) as client:
         client.init()

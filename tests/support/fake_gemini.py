@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-_PATH = re.compile(r"^/(?:[^/]+/)*?(v1beta|v1alpha|v1)/models/([^:/]+):(streamGenerateContent|generateContent)")
+_PATH = re.compile(
+    r"^/(?:[^/]+/)*?(v1beta|v1alpha|v1)/models/([^:/]+):(streamGenerateContent|generateContent)"
+)
 _MARKER = re.compile(r"\[\[([A-Za-z0-9_-]+)\]\]")
 
 
@@ -117,8 +119,16 @@ class FakeGemini:
                 length = int(self.headers.get("content-length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
                 if match is None:
-                    self._json(404, {"error": {"code": 404, "message": "no such method",
-                                               "status": "NOT_FOUND"}})
+                    self._json(
+                        404,
+                        {
+                            "error": {
+                                "code": 404,
+                                "message": "no such method",
+                                "status": "NOT_FOUND",
+                            }
+                        },
+                    )
                     return
                 text = _last_user_text(body)
                 found = _MARKER.search(text)
@@ -127,8 +137,16 @@ class FakeGemini:
                     fake.calls.append(Call(marker, match.group(2), body, time.time()))
                 reply = fake._next(marker, text)
                 if isinstance(reply, int):
-                    self._json(reply, {"error": {"code": reply, "message": "scripted failure",
-                                                 "status": _STATUS.get(reply, "UNKNOWN")}})
+                    self._json(
+                        reply,
+                        {
+                            "error": {
+                                "code": reply,
+                                "message": "scripted failure",
+                                "status": _STATUS.get(reply, "UNKNOWN"),
+                            }
+                        },
+                    )
                     return
                 if match.group(3) == "generateContent":
                     self._json(200, _response(["".join(reply.chunks)], reply, final=True))
@@ -168,8 +186,14 @@ class FakeGemini:
         return Handler
 
 
-_STATUS = {400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
-           429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE"}
+_STATUS = {
+    400: "INVALID_ARGUMENT",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    503: "UNAVAILABLE",
+}
 
 
 def _response(texts: list[str], reply: Reply, final: bool) -> dict[str, Any]:
@@ -181,8 +205,11 @@ def _response(texts: list[str], reply: Reply, final: bool) -> dict[str, Any]:
     out: dict[str, Any] = {"candidates": [candidate], "modelVersion": "fake-gemini"}
     if final:
         candidate["finishReason"] = "STOP"
-        out["usageMetadata"] = {"promptTokenCount": 1, "candidatesTokenCount": 1,
-                                "totalTokenCount": 2}
+        out["usageMetadata"] = {
+            "promptTokenCount": 1,
+            "candidatesTokenCount": 1,
+            "totalTokenCount": 2,
+        }
     return out
 
 

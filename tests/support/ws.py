@@ -86,8 +86,11 @@ def assert_contiguous(frames: list[Frame], start: int = 1) -> None:
 
 def reply_text(frames: list[Frame], turn_id: str) -> tuple[str, Frame]:
     """(the concatenated deltas, the final frame) of a turn's assistant message."""
-    mine = [f for f in events(frames) if f["type"] == "chat" and f["role"] == "assistant"
-            and f["turn_id"] == turn_id]
+    mine = [
+        f
+        for f in events(frames)
+        if f["type"] == "chat" and f["role"] == "assistant" and f["turn_id"] == turn_id
+    ]
     finals = [f for f in mine if f["final"]]
     assert len(finals) == 1, mine
     return "".join(f.get("delta", "") for f in mine if not f["final"]), finals[0]

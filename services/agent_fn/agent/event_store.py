@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from google.api_core import exceptions as gexc
 from google.cloud import firestore
 from pydantic import ValidationError
 
@@ -218,7 +219,15 @@ def _run(db: firestore.Client, body: Callable[..., Any], *args: Any) -> Any:
     def in_transaction(txn: firestore.Transaction) -> Any:
         return body(txn, *args)
 
-    return in_transaction(db.transaction(max_attempts=10))
+    try:
+        return in_transaction(db.transaction(max_attempts=10))
+    except (gexc.Aborted, gexc.DeadlineExceeded, gexc.ServiceUnavailable) as exc:
+        raise TransientError(f"Firestore is busy: {exc}") from exc
+    except ValueError as exc:
+        # What the client raises when contention outlasts its attempts; nothing was written.
+        if "Failed to commit transaction" in str(exc):
+            raise TransientError(str(exc)) from exc
+        raise
 
 
 def _data(snapshot: Any) -> dict[str, Any]:

@@ -70,7 +70,9 @@ class GeminiModel:
         except genai_errors.APIError as exc:
             raise classify_api_error(exc) from exc
         except (httpx2.TransportError, httpx2.TimeoutException) as exc:
-            raise TransientError(f"the model could not be reached: {exc}", "model_unavailable") from exc
+            raise TransientError(
+                f"the model could not be reached: {exc}", "model_unavailable"
+            ) from exc
 
 
 def classify_api_error(exc: genai_errors.APIError) -> TransientError | PermanentError:

@@ -10,7 +10,9 @@ from deploychat.settings import CommonSettings
 class AgentSettings(CommonSettings):
     gemini_api_key: SecretStr | None = Field(
         default=None,
-        validation_alias=AliasChoices("DEPLOYCHAT_GEMINI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY"),
+        validation_alias=AliasChoices(
+            "DEPLOYCHAT_GEMINI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY"
+        ),
         description="Gemini API key. Without it (and without Vertex AI) the agent runs offline.",
     )
     use_vertex: bool = Field(
@@ -31,7 +33,9 @@ class AgentSettings(CommonSettings):
     model: str = Field(default="gemini-2.5-flash", description="Gemini model name.")
     model_timeout_s: float = Field(default=120.0, description="Timeout of one model request.")
     model_retry_attempts: int = Field(
-        default=3, ge=1, description="Attempts per model request (HttpRetryOptions), first included."
+        default=3,
+        ge=1,
+        description="Attempts per model request (HttpRetryOptions), first included.",
     )
     model_retry_initial_delay_s: float = Field(default=1.0, description="First retry delay.")
     model_retry_max_delay_s: float = Field(default=8.0, description="Longest retry delay.")

@@ -76,8 +76,12 @@ class TurnRunner:
             drafts.append({"type": "typing", "turn_id": turn.turn_id, "is_typing": True})
         cancelled = progress.cancel_requested
         if drafts:
-            cancelled = turn_log.append(drafts, {"user_stored": True, "typing_on": True}) or cancelled
-        pieces = PieceWriter(turn_log, turn.turn_id, progress.emitted_text, self._interval, self._clock)
+            cancelled = (
+                turn_log.append(drafts, {"user_stored": True, "typing_on": True}) or cancelled
+            )
+        pieces = PieceWriter(
+            turn_log, turn.turn_id, progress.emitted_text, self._interval, self._clock
+        )
         if cancelled:
             self._stop(turn, turn_log, pieces.shown)
             return

@@ -40,7 +40,7 @@ def create_app(services: EdgeServices | None = None) -> Flask:
         response.headers["Cache-Control"] = "no-cache"
         return response
 
-    @sock.route("/ws/chat")
+    @sock.route("/ws/chat")  # type: ignore[untyped-decorator]
     def chat(ws: Any) -> None:
         connection = Connection(ws, services)
         if not origin_allowed(request.headers.get("Origin"), request.host, settings):

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from pydantic import BaseModel
-from simple_websocket import ConnectionClosed  # type: ignore[import-untyped]
+from simple_websocket import ConnectionClosed
 
 from deploychat.errors import ProtocolError, TransientError
 from deploychat.protocol import (
@@ -148,9 +148,7 @@ class Connection:
         self._session_id = session_id
         # Without last_seq the client wants what comes next; with it, everything after it.
         self._cursor = last_seq if frame.last_seq is None else frame.last_seq
-        self._send(
-            ConnectedFrame(session_id=session_id, last_seq=last_seq, resumed=resumed)
-        )
+        self._send(ConnectedFrame(session_id=session_id, last_seq=last_seq, resumed=resumed))
         feed = self._feed = self._services.hub.acquire(session_id)
         feed.note_last_seq(last_seq)
         self._pump = threading.Thread(target=self._pump_events, args=(feed,), daemon=True)
@@ -178,7 +176,9 @@ class Connection:
             self._services.store.request_cancel(session_id, frame.turn_id)
         except Exception:
             log.exception("cancel of %s/%s failed", session_id, frame.turn_id)
-            self._error("internal", "the cancel could not be recorded; send it again", frame.turn_id)
+            self._error(
+                "internal", "the cancel could not be recorded; send it again", frame.turn_id
+            )
 
     # ---------------------------------------------------------------- events
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from google.cloud import pubsub_v1
+from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 
 from deploychat.errors import TransientError
 from deploychat.turn_message import TurnRequest
@@ -20,7 +20,9 @@ class TurnPublisher:
         self._settings = settings
         self._client = client
         self._lock = threading.Lock()
-        self._topic = pubsub_v1.PublisherClient.topic_path(settings.project_id, settings.turns_topic)
+        self._topic = pubsub_v1.PublisherClient.topic_path(
+            settings.project_id, settings.turns_topic
+        )
 
     @property
     def client(self) -> pubsub_v1.PublisherClient:
@@ -40,9 +42,7 @@ class TurnPublisher:
         data, attributes = turn.to_pubsub()
         client = self.client
         try:
-            future = client.publish(
-                self._topic, data, ordering_key=turn.session_id, **attributes
-            )
+            future = client.publish(self._topic, data, ordering_key=turn.session_id, **attributes)
             message_id: str = future.result(timeout=self._settings.publish_timeout_s)
             return message_id
         except Exception as exc:

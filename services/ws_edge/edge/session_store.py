@@ -111,7 +111,8 @@ def to_event(doc_id: str, doc: dict[str, Any]) -> SessionEvent:
     try:
         return SESSION_EVENT.validate_python(doc)
     except ValidationError as exc:
-        seq = doc.get("seq") if isinstance(doc.get("seq"), int) else _seq_from_id(doc_id)
+        raw_seq = doc.get("seq")
+        seq = raw_seq if isinstance(raw_seq, int) and raw_seq > 0 else _seq_from_id(doc_id)
         log.error("stored event %s is invalid: %s", doc_id, exc)
         return ErrorEvent(
             seq=seq,

@@ -129,7 +129,9 @@ class SessionHub:
         with self._lock:
             feed = self._feeds.get(session_id)
             if feed is None:
-                feed = self._feeds[session_id] = SessionFeed(session_id, self._store, self._settings)
+                feed = self._feeds[session_id] = SessionFeed(
+                    session_id, self._store, self._settings
+                )
             feed.refs += 1
             self._start_sweeper()
         feed.ensure_started()
@@ -156,7 +158,9 @@ class SessionHub:
 
     def _start_sweeper(self) -> None:
         if self._sweeper is None:
-            self._sweeper = threading.Thread(target=self._sweep_forever, daemon=True, name="sweeper")
+            self._sweeper = threading.Thread(
+                target=self._sweep_forever, daemon=True, name="sweeper"
+            )
             self._sweeper.start()
 
     def _sweep_forever(self) -> None:

@@ -1,0 +1,53 @@
+# The two commands of the README: `make dev` (the whole stack) and `make test` (every test).
+# Both install what they need; nothing has to be set up by hand first.
+
+SHELL := /bin/bash
+PYTHON ?= python3.11
+UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.synced
+PYTEST_ARGS ?=
+
+.PHONY: dev test lint unit integration e2e check-infra stage-function clean bootstrap browser
+
+bootstrap: $(STAMP)
+
+$(STAMP): pyproject.toml uv.lock
+	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
+	@test -x $(PY) || $(UV) venv --quiet --python $(PYTHON) $(VENV)
+	$(UV) sync --frozen --all-extras --quiet
+	@touch $@
+
+# Debian's Chromium for the browser tests (Playwright drives it; no browser is downloaded).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium ..."; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null); }
+
+dev: bootstrap
+	$(PY) -m devstack
+
+lint: bootstrap
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	@if [ -x scripts/check_infra.sh ]; then scripts/check_infra.sh; fi
+
+unit: bootstrap
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+integration: bootstrap
+	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+e2e: bootstrap browser
+	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
+
+test: bootstrap browser lint
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+stage-function: bootstrap
+	$(PY) scripts/stage_function.py --out build/function
+
+clean:
+	rm -rf $(VENV) .venv-tools .devstack build test-artifacts .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,123 @@
+"""The turn log's guarantees, on the Firestore emulator: leases, fencing, no gaps, no repeats."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+from google.cloud import firestore
+
+from agent.event_store import LeaseLost, SessionBusy, TurnLog
+from devstack.stack import Stack
+from deploychat.firestore_layout import events_ref, session_ref
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def db(stack: Stack) -> firestore.Client:
+    return firestore.Client(project=stack.config.project)
+
+
+def log(db: firestore.Client, session: str, turn: str, clock: Clock) -> TurnLog:
+    return TurnLog(db, session, turn, lease_s=60, ttl_s=3600, clock=clock)
+
+
+def typing(turn: str, on: bool = True) -> dict[str, Any]:
+    return {"type": "typing", "turn_id": turn, "is_typing": on}
+
+
+def seqs(db: firestore.Client, session: str) -> list[int]:
+    return [d.to_dict()["seq"] for d in events_ref(db, session).order_by("seq").stream()]
+
+
+def test_a_second_turn_waits_until_the_first_finishes(db: firestore.Client, uid: str) -> None:
+    clock = Clock()
+    first, second = log(db, uid, "a", clock), log(db, uid, "b", clock)
+    assert first.begin() is not None
+    with pytest.raises(SessionBusy):
+        second.begin()
+    first.append([typing("a", False)], {}, finish=True)
+    assert second.begin() is not None
+    assert log(db, uid, "a", clock).begin() is None, "a finished turn is not run again"
+
+
+def test_a_redelivery_takes_over_and_fences_out_the_old_attempt(
+    db: firestore.Client, uid: str
+) -> None:
+    clock = Clock()
+    old = log(db, uid, "t", clock)
+    progress = old.begin()
+    assert progress is not None and progress.attempts == 1
+    old.append([typing("t")], {"typing_on": True})
+    new = log(db, uid, "t", clock)
+    retry = new.begin()
+    assert retry is not None and retry.attempts == 2 and retry.typing_on is True
+    with pytest.raises(LeaseLost):
+        old.append([typing("t", False)], {})
+    new.append([typing("t", False)], {}, finish=True)
+    assert seqs(db, uid) == [1, 2]
+
+
+def test_an_abandoned_turn_is_closed_for_clients_when_its_lease_expires(
+    db: firestore.Client, uid: str
+) -> None:
+    clock = Clock()
+    stuck = log(db, uid, "stuck", clock)
+    assert stuck.begin() is not None
+    stuck.append([typing("stuck")], {"typing_on": True})
+    clock.now += 61
+    nxt = log(db, uid, "next", clock)
+    assert nxt.begin() is not None
+    events = [d.to_dict() for d in events_ref(db, uid).order_by("seq").stream()]
+    assert [(e["seq"], e["type"], e["turn_id"]) for e in events] == [
+        (1, "typing", "stuck"),
+        (2, "error", "stuck"),
+        (3, "typing", "stuck"),
+    ]
+    assert events[1]["code"] == "agent_failed" and events[2]["is_typing"] is False
+    assert log(db, uid, "stuck", clock).begin() is None, "an abandoned turn stays closed"
+
+
+def test_concurrent_appends_never_share_or_skip_a_seq(db: firestore.Client, uid: str) -> None:
+    from deploychat.errors import TransientError
+
+    clock = Clock()
+    turn = log(db, uid, "t", clock)
+    assert turn.begin() is not None
+    done: list[int] = []
+
+    def writer(n: int) -> None:
+        for _ in range(3):
+            try:
+                turn.append([typing("t"), typing("t", False)], {"writer": n})
+                done.append(n)
+            except TransientError:
+                pass  # contention outlasted the retries: nothing written, Pub/Sub would retry
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert done, "some appends went through"
+    assert seqs(db, uid) == list(range(1, 2 * len(done) + 1))
+    assert (session_ref(db, uid).get().to_dict() or {})["last_seq"] == 2 * len(done)
+
+
+def test_an_invalid_event_is_refused_and_nothing_is_written(db: firestore.Client, uid: str) -> None:
+    from deploychat.errors import PermanentError
+
+    clock = Clock()
+    turn = log(db, uid, "t", clock)
+    assert turn.begin() is not None
+    with pytest.raises(PermanentError):
+        turn.append([typing("t"), {"type": "typing", "turn_id": "t"}], {})
+    assert seqs(db, uid) == []
