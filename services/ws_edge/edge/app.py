@@ -12,7 +12,7 @@ from flask_sock import Sock
 
 from deploychat.logging_setup import setup_logging
 
-from .connection import CLOSE_POLICY, Connection, EdgeServices
+from .connection import CLOSE_POLICY, Connection, EdgeServices, FrameSignal, InlineReader
 from .settings import EdgeSettings
 
 log = logging.getLogger(__name__)
@@ -26,9 +26,20 @@ def create_app(services: EdgeServices | None = None) -> Flask:
     setup_logging(settings)
 
     app = Flask(__name__, static_folder=str(STATIC_DIR), static_url_path="/static")
-    app.config["SOCK_SERVER_OPTIONS"] = {"max_message_size": settings.max_frame_bytes}
+    app.config["SOCK_SERVER_OPTIONS"] = {
+        "max_message_size": settings.max_frame_bytes,
+        "thread_class": InlineReader,
+        "event_class": FrameSignal,
+    }
     app.extensions["deploychat"] = services
     sock = Sock(app)
+
+    @app.before_request
+    def no_compression() -> None:
+        # permessage-deflate keeps a zlib context per socket (hundreds of KB with a browser's
+        # defaults); our frames are small JSON, so sockets are worth more than bytes here.
+        if request.path == "/ws/chat":
+            request.environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
 
     @app.get("/healthz")
     def healthz() -> Response:

@@ -6,6 +6,7 @@ import hmac
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel
@@ -63,28 +64,35 @@ class Connection:
         self._open = True
         self._session_id: str | None = None
         self._feed: SessionFeed | None = None
-        self._pump: threading.Thread | None = None
         self._cursor = 0
+        self._deliver_lock = threading.Lock()
+        self._delivering = False
         self._chat_times: list[float] = []
 
     # ---------------------------------------------------------------- lifecycle
 
     def run(self) -> None:
+        """Read and handle frames until the socket closes (see InlineReader)."""
         hub = self._services.hub
         hub.register(self)
+        self._ws.event.callback = self._drain_input
         try:
-            while self._open:
-                raw = self._ws.receive()
-                if raw is not None:
-                    self._handle(raw)
-        except ConnectionClosed:
-            pass
+            self._ws.thread.run()
         finally:
             self._open = False
             hub.unregister(self)
             if self._feed is not None:
-                self._feed.wake()
+                self._feed.unsubscribe(self)
                 hub.release(self._feed)
+
+    def _drain_input(self) -> None:
+        while self._ws.input_buffer:
+            raw = self._ws.input_buffer.pop(0)
+            try:
+                self._handle(raw)
+            except Exception:
+                log.exception("handling a frame failed")
+                self._error("internal", "the frame could not be handled")
 
     def close(self, code: int, reason: str) -> None:
         self._open = False
@@ -110,6 +118,8 @@ class Connection:
     # ---------------------------------------------------------------- frames
 
     def _handle(self, raw: str | bytes) -> None:
+        if not self._open:
+            return
         try:
             frame = parse_client_frame(raw)
         except ProtocolError as exc:
@@ -151,8 +161,7 @@ class Connection:
         self._send(ConnectedFrame(session_id=session_id, last_seq=last_seq, resumed=resumed))
         feed = self._feed = self._services.hub.acquire(session_id)
         feed.note_last_seq(last_seq)
-        self._pump = threading.Thread(target=self._pump_events, args=(feed,), daemon=True)
-        self._pump.start()
+        feed.subscribe(self)
 
     def _chat(self, frame: ChatFrame, session_id: str) -> None:
         now = time.monotonic()
@@ -182,13 +191,23 @@ class Connection:
 
     # ---------------------------------------------------------------- events
 
-    def _pump_events(self, feed: SessionFeed) -> None:
-        def alive() -> bool:
-            return self._open
+    def kick(self) -> None:
+        """The feed knows of events past our cursor: start delivering, unless already on it.
 
+        Delivery runs in a greenlet of its own only while there is something to send, so an
+        idle socket costs no greenlet besides its request's.
+        """
+        feed = self._feed
+        with self._deliver_lock:
+            if self._delivering or not self._open or feed is None or self._cursor >= feed.high:
+                return
+            self._delivering = True
+        spawn(self._deliver, feed)
+
+    def _deliver(self, feed: SessionFeed) -> None:
         try:
-            while self._open:
-                events, cursor = feed.next_batch(self._cursor, timeout=30.0, alive=alive)
+            while True:
+                events, cursor = feed.take(self._cursor)
                 for event in events:
                     if event.seq <= self._cursor:
                         continue
@@ -197,7 +216,56 @@ class Connection:
                         return
                     self._cursor = event.seq
                 self._cursor = max(self._cursor, cursor)
+                with self._deliver_lock:
+                    # Checked under the lock kick() takes, so no kick falls between the two.
+                    if not self._open or self._cursor >= feed.high:
+                        self._delivering = False
+                        return
         except Exception:
             log.exception("streaming session %s failed", feed.session_id)
             self._error("internal", "the event stream failed; reconnect with last_seq")
             self.close(CLOSE_INTERNAL, "event stream failed")
+        finally:
+            with self._deliver_lock:
+                self._delivering = False
+
+
+class InlineReader:
+    """simple-websocket's `thread_class`: its read loop runs in the request's own greenlet.
+
+    simple-websocket would start a reader thread per socket while the request waits on an
+    event; with gevent that is two greenlets (and their stacks) per socket. `Connection.run`
+    runs the loop itself, and frames are handled as they arrive (FrameSignal).
+    """
+
+    def __init__(self, target: Callable[[], None]) -> None:
+        self._target = target
+        self.name = "inline-reader"
+
+    def start(self) -> None:
+        pass
+
+    def run(self) -> None:
+        self._target()
+
+
+class FrameSignal:
+    """simple-websocket's `event_class`: set when a frame (or the close) has arrived."""
+
+    def __init__(self) -> None:
+        self.callback: Callable[[], None] | None = None
+
+    def set(self) -> None:
+        if self.callback is not None:
+            self.callback()
+
+    def clear(self) -> None:
+        pass
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return True
+
+
+def spawn(target: Callable[..., None], *args: Any) -> None:
+    # Under the gevent worker threading is patched, so this is a greenlet.
+    threading.Thread(target=target, args=args, daemon=True).start()

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from deploychat.firestore_layout import SEQ_WIDTH, events_ref, session_ref, turn_ref
 from deploychat.protocol import SESSION_EVENT, ErrorEvent, SessionEvent
 
+from .listen_mux import ListenMux
 from .settings import EdgeSettings
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,8 @@ class SessionStore:
     def __init__(self, settings: EdgeSettings, db: firestore.Client | None = None) -> None:
         self._settings = settings
         self._db = db
-        self._lock = threading.Lock()
+        self._mux: ListenMux | None = None
+        self._lock = threading.RLock()
 
     @property
     def db(self) -> firestore.Client:
@@ -81,29 +83,25 @@ class SessionStore:
     def watch(
         self, session_id: str, window: int, on_events: Callable[[list[SessionEvent]], None]
     ) -> Unsubscribe:
-        """Listen to the session's newest `window` events; call back with those added.
+        """Listen to the session's newest `window` events; call back with each one added.
 
-        A bounded query: the emulator (and the service's bill) re-sends a listener's whole
-        result set, so a listener on the whole collection would cost O(events) per write.
+        A bounded query: a listener's whole result set is re-sent on every change (measured
+        on the emulator), so a listener on the whole collection would cost O(events) per write.
+        All sessions share one Listen stream (listen_mux).
         """
         query = (
             events_ref(self.db, session_id)
             .order_by("seq", direction=firestore.Query.DESCENDING)
             .limit(window)
         )
+        return self.mux.watch(query, lambda doc_id, doc: on_events([to_event(doc_id, doc)]))
 
-        def on_snapshot(_docs: Any, changes: Any, _read_time: Any) -> None:
-            added = [
-                to_event(c.document.id, c.document.to_dict() or {})
-                for c in changes
-                if c.type.name == "ADDED"
-            ]
-            if added:
-                added.sort(key=lambda e: e.seq)
-                on_events(added)
-
-        watch: Unsubscribe = query.on_snapshot(on_snapshot)
-        return watch
+    @property
+    def mux(self) -> ListenMux:
+        with self._lock:
+            if self._mux is None:
+                self._mux = ListenMux(lambda: self.db)
+            return self._mux
 
 
 def to_event(doc_id: str, doc: dict[str, Any]) -> SessionEvent:

@@ -2,11 +2,12 @@
 
 Each socket keeps a cursor, the highest `seq` it has sent. One `SessionFeed` per session and
 process learns of new events from a Firestore listener on the session's newest few events, and
-keeps the most recent ones in memory. A socket takes the events after its cursor from that memory
-when they are all there, and otherwise (it is replaying after a reconnect, or more events landed
-at once than the listener's window holds) reads them from Firestore by `seq`. Events are only
-ever sent as `cursor + 1, cursor + 2, ...`, so there is no gap and no repeat at the seam between
-replay and live, whatever order the listener and the reads answer in.
+keeps the most recent ones in memory. When it learns of a higher `seq` it kicks its sockets; a
+socket then takes the events after its cursor from that memory when they are all there, and
+otherwise (it is replaying after a reconnect, or more events landed at once than the listener's
+window holds) reads them from Firestore by `seq`. Events are only ever sent as `cursor + 1,
+cursor + 2, ...`, so there is no gap and no repeat at the seam between replay and live, whatever
+order the listener and the reads answer in.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
 from typing import Protocol
 
 from deploychat.protocol import SessionEvent
@@ -30,14 +30,21 @@ class Drainable(Protocol):
     def close(self, code: int, reason: str) -> None: ...
 
 
+class Subscriber(Protocol):
+    def kick(self) -> None:
+        """New events may be there: send them (without blocking the caller)."""
+        ...
+
+
 class SessionFeed:
     def __init__(self, session_id: str, store: SessionStore, settings: EdgeSettings) -> None:
         self.session_id = session_id
         self._store = store
         self._settings = settings
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         self._high = 0
         self._recent: OrderedDict[int, SessionEvent] = OrderedDict()
+        self._subscribers: set[Subscriber] = set()
         self._watch: Unsubscribe | None = None
         self._start_lock = threading.Lock()
         self._closed = False
@@ -61,45 +68,43 @@ class SessionFeed:
             self._closed = True
         if watch is not None:
             watch.unsubscribe()
-        self.wake()
+
+    def subscribe(self, subscriber: Subscriber) -> None:
+        with self._lock:
+            self._subscribers.add(subscriber)
+        subscriber.kick()
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        with self._lock:
+            self._subscribers.discard(subscriber)
 
     def note_last_seq(self, seq: int) -> None:
         """A committed `seq` learnt elsewhere (the session document)."""
-        with self._cond:
-            if seq > self._high:
-                self._high = seq
-                self._cond.notify_all()
+        with self._lock:
+            if seq <= self._high:
+                return
+            self._high = seq
+        self._kick()
 
     def ingest(self, events: list[SessionEvent]) -> None:
         """Events from the listener (any order, possibly already known)."""
-        with self._cond:
-            for event in events:
-                self._recent[event.seq] = event
-                self._high = max(self._high, event.seq)
-            while len(self._recent) > self._settings.feed_buffer:
-                self._recent.popitem(last=False)
-            self._cond.notify_all()
+        with self._lock:
+            before = self._high
+            self._remember(events)
+            grew = self._high > before
+        if grew:
+            self._kick()
 
-    def wake(self) -> None:
-        with self._cond:
-            self._cond.notify_all()
+    def take(self, cursor: int) -> tuple[list[SessionEvent], int]:
+        """The events after `cursor` that are known to exist, and the cursor after them.
 
-    def next_batch(
-        self, cursor: int, timeout: float, alive: Callable[[], bool]
-    ) -> tuple[list[SessionEvent], int]:
-        """Wait for events after `cursor`; returns (events in seq order, the new cursor).
-
-        The new cursor may pass events that are gone from Firestore (expired by TTL).
+        From memory when it holds all of them, else from Firestore (a page at a time). The new
+        cursor may pass events that are gone from Firestore (expired by TTL).
         """
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while self._high <= cursor and alive() and not self._closed:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not self._cond.wait(remaining):
-                    return [], cursor
-            if not alive() or self._high <= cursor:
-                return [], cursor
+        with self._lock:
             high = self._high
+            if high <= cursor:
+                return [], cursor
             batch: list[SessionEvent] = []
             seq = cursor + 1
             while seq <= high and seq in self._recent:
@@ -111,7 +116,24 @@ class SessionFeed:
         if not events:
             log.warning("session %s: events %d..%d are gone", self.session_id, cursor + 1, high)
             return [], high
+        with self._lock:
+            # Kept for the session's other sockets, which are likely just as far behind.
+            self._remember(events)
         return events, events[-1].seq
+
+    def _remember(self, events: list[SessionEvent]) -> None:
+        for event in events:
+            self._recent[event.seq] = event
+            self._high = max(self._high, event.seq)
+        if len(self._recent) > self._settings.feed_buffer:
+            for seq in sorted(self._recent)[: len(self._recent) - self._settings.feed_buffer]:
+                del self._recent[seq]
+
+    def _kick(self) -> None:
+        with self._lock:
+            subscribers = list(self._subscribers)
+        for subscriber in subscribers:
+            subscriber.kick()
 
 
 class SessionHub:

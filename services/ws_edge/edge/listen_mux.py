@@ -1,0 +1,190 @@
+"""One Firestore Listen stream per process, carrying one target per watched session.
+
+The client library's `on_snapshot` opens a gRPC stream per listener, and gRPC carries at most
+100 concurrent streams on a connection to Google's front ends: an edge holding more sessions
+than that would stall (googleapis/google-cloud-java#3514). A stream also costs tens of KB and a
+thread. The Listen RPC itself takes many targets on one stream, as the mobile and web SDKs use
+it; this module does the same. On a broken stream it reconnects with backoff and adds every
+target again with its last resume token, so the server sends only what changed meanwhile.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from google.cloud import firestore
+from google.cloud.firestore_v1 import _helpers
+from google.cloud.firestore_v1.types import ListenRequest, Target
+
+log = logging.getLogger(__name__)
+
+DocumentCallback = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass
+class _Target:
+    target_id: int
+    parent: str
+    query: Any  # StructuredQuery proto
+    on_document: DocumentCallback
+    resume_token: bytes = b""
+
+
+class ListenMux:
+    def __init__(
+        self,
+        db: Callable[[], firestore.Client],
+        *,
+        backoff_s: tuple[float, float] = (0.25, 10.0),
+    ) -> None:
+        self._db_provider = db
+        self._db: firestore.Client | None = None
+        self._targets: dict[int, _Target] = {}
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._requests: queue.SimpleQueue[ListenRequest | None] | None = None
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._backoff = backoff_s
+        self.reconnects = 0
+
+    # ---------------------------------------------------------------- public
+
+    def watch(self, query: firestore.Query, on_document: DocumentCallback) -> Subscription:
+        """Call `on_document(doc_id, data)` for each document added to or changed in `query`."""
+        parent, _ = query._parent._parent_info()
+        target = _Target(next(self._ids), parent, query._to_protobuf(), on_document)
+        with self._lock:
+            self._targets[target.target_id] = target
+            if self._requests is not None:
+                self._requests.put(self._add_request(target))
+            self._start()
+        return Subscription(self, target.target_id)
+
+    def unwatch(self, target_id: int) -> None:
+        with self._lock:
+            if self._targets.pop(target_id, None) is not None and self._requests is not None:
+                self._requests.put(ListenRequest(database=self._database, remove_target=target_id))
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            if self._requests is not None:
+                self._requests.put(None)
+
+    @property
+    def targets(self) -> int:
+        return len(self._targets)
+
+    # ---------------------------------------------------------------- the stream
+
+    @property
+    def _database(self) -> str:
+        assert self._db is not None
+        database: str = self._db._database_string
+        return database
+
+    def _add_request(self, target: _Target) -> ListenRequest:
+        return ListenRequest(
+            database=self._database,
+            add_target=Target(
+                query=Target.QueryTarget(parent=target.parent, structured_query=target.query),
+                target_id=target.target_id,
+                resume_token=target.resume_token or None,
+            ),
+        )
+
+    def _start(self) -> None:
+        if self._thread is None:
+            self._db = self._db_provider()
+            self._thread = threading.Thread(target=self._run, daemon=True, name="listen-mux")
+            self._thread.start()
+
+    def _run(self) -> None:
+        delay = self._backoff[0]
+        while not self._closed:
+            started = time.monotonic()
+            try:
+                self._stream()
+            except Exception as exc:
+                log.warning("Firestore listen stream broke: %s", exc)
+            if self._closed:
+                return
+            # A stream that lived a while was healthy: start the backoff again.
+            if time.monotonic() - started > 30:
+                delay = self._backoff[0]
+            time.sleep(delay)
+            delay = min(delay * 2, self._backoff[1])
+            self.reconnects += 1
+
+    def _stream(self) -> None:
+        assert self._db is not None
+        requests: queue.SimpleQueue[ListenRequest | None] = queue.SimpleQueue()
+        with self._lock:
+            self._requests = requests
+            for target in self._targets.values():
+                requests.put(self._add_request(target))
+
+        def outgoing() -> Iterator[ListenRequest]:
+            while (request := requests.get()) is not None:
+                yield request
+
+        listen = self._db._firestore_api._transport.listen
+        responses = listen(outgoing(), metadata=self._db._rpc_metadata)
+        try:
+            for response in responses:
+                self._on_response(response)
+        finally:
+            requests.put(None)
+            responses.cancel()
+
+    def _on_response(self, response: Any) -> None:
+        pb = response._pb
+        which = pb.WhichOneof("response_type")
+        if which == "document_change":
+            change = pb.document_change
+            targets = [self._targets.get(t) for t in change.target_ids]
+            live = [t for t in targets if t is not None]
+            if not live:
+                return
+            document = response.document_change.document
+            data: dict[str, Any] = _helpers.decode_dict(document.fields, self._db)  # type: ignore[assignment]
+            doc_id = document.name.rsplit("/", 1)[-1]
+            for target in live:
+                try:
+                    target.on_document(doc_id, data)
+                except Exception:
+                    log.exception("listener callback for target %d failed", target.target_id)
+        elif which == "target_change":
+            change = pb.target_change
+            if change.resume_token:
+                ids = change.target_ids or list(self._targets)
+                for target_id in ids:
+                    if (known := self._targets.get(target_id)) is not None:
+                        known.resume_token = change.resume_token
+            if change.target_change_type == change.REMOVE and change.cause.code:
+                # The server dropped a target (e.g. a bad token): listen to it again afresh.
+                log.warning("listen target removed: %s", change.cause.message)
+                with self._lock:
+                    for target_id in change.target_ids:
+                        dropped = self._targets.get(target_id)
+                        if dropped is not None and self._requests is not None:
+                            dropped.resume_token = b""
+                            self._requests.put(self._add_request(dropped))
+        # document_delete / document_remove: events leaving a bounded window; nothing to do.
+
+
+class Subscription:
+    def __init__(self, mux: ListenMux, target_id: int) -> None:
+        self._mux = mux
+        self.target_id = target_id
+
+    def unsubscribe(self) -> None:
+        self._mux.unwatch(self.target_id)
