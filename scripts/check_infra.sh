@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Static checks of the deployment: terraform fmt and checkov over infra/ (and the edge's
+# Dockerfile). No Google account, no provider download, no network beyond the first install.
+#
+# checkov lives in its own virtual environment (.venv-tools) because its dependencies clash with
+# the project's. A failed check fails this script; a check that does not apply is skipped in the
+# code with its reason (#checkov:skip=CKV_...:reason).
+set -euo pipefail
+
+CHECKOV_VERSION="3.3.30"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TOOLS="$ROOT/.venv-tools"
+cd "$ROOT"
+
+if ! command -v terraform >/dev/null 2>&1; then
+    echo "check_infra: terraform is not on PATH" >&2
+    exit 2
+fi
+
+installed_version() {
+    # importlib.metadata answers in milliseconds; `checkov --version` takes seconds.
+    "$TOOLS/bin/python" -c 'import importlib.metadata as m; print(m.version("checkov"))' 2>/dev/null || true
+}
+
+if [[ ! -x "$TOOLS/bin/checkov" ]] || [[ "$(installed_version)" != "$CHECKOV_VERSION" ]]; then
+    echo "check_infra: installing checkov $CHECKOV_VERSION into .venv-tools" >&2
+    [[ -d "$TOOLS" ]] || uv venv --quiet --python 3.11 "$TOOLS"
+    uv pip install --quiet --python "$TOOLS" "checkov==$CHECKOV_VERSION"
+fi
+
+echo "check_infra: terraform fmt -check -recursive infra" >&2
+terraform fmt -check -recursive -diff infra
+
+# --skip-download: no calls to the Prisma Cloud API (offline, and nothing to send).
+export BC_SKIP_MAPPING=TRUE LOG_LEVEL=ERROR
+echo "check_infra: checkov (terraform) over infra" >&2
+"$TOOLS/bin/checkov" --directory infra --framework terraform \
+    --quiet --compact --skip-download --download-external-modules false
+echo "check_infra: checkov (dockerfile) over services/ws_edge/Dockerfile" >&2
+"$TOOLS/bin/checkov" --file services/ws_edge/Dockerfile --framework dockerfile \
+    --quiet --compact --skip-download
