@@ -1,0 +1,219 @@
+"""What every stack's detector shares: the findings being assembled, and the checks that do not
+depend on the language (Dockerfile, Procfile, environment variables, version picking)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from .analysis_model import (
+    MAX_EVIDENCE_PER_FIELD,
+    EnvVar,
+    Evidence,
+    EvidenceField,
+    Framework,
+    Language,
+    PackageManager,
+    Server,
+    Tests,
+)
+from .repo_files import RepoFiles
+
+MAX_ENV_VARS = 30
+MAX_EVIDENCE_PER_ENV_VAR = 2
+MAX_SCANNED_SOURCES = 300
+
+
+@dataclass
+class Findings:
+    """One stack's answer, filled in piece by piece; `analysis.py` turns it into an Analysis."""
+
+    language: Language
+    framework: Framework | None = None
+    language_version: str | None = None
+    package_manager: PackageManager = "none"
+    manifest: str | None = None
+    lock_file: str | None = None
+    entry_point: str | None = None
+    app_target: str | None = None
+    server: Server | None = None
+    start_command: str | None = None
+    extra_packages: list[str] = field(default_factory=list)
+    build_script: bool = False
+    port: int | None = None
+    default_port: int | None = None  # the framework's, when the code names none
+    reads_port_env: bool = False
+    env_vars: list[EnvVar] = field(default_factory=list)
+    tests: Tests = field(default_factory=Tests)
+    warnings: list[str] = field(default_factory=list)
+    evidence: dict[EvidenceField, list[Evidence]] = field(default_factory=dict)
+
+    def add(self, name: EvidenceField, *items: Evidence) -> None:
+        bucket = self.evidence.setdefault(name, [])
+        for item in items:
+            if item not in bucket and len(bucket) < MAX_EVIDENCE_PER_FIELD:
+                bucket.append(item)
+
+
+def file_evidence(rel: str, snippet: str = "") -> Evidence:
+    return Evidence(file=rel, line=0, snippet=snippet or rel)
+
+
+def first_match(
+    repo: RepoFiles, files: Iterable[str], pattern: re.Pattern[str]
+) -> tuple[str, int, re.Match[str]] | None:
+    for rel in files:
+        for line, match in repo.grep(rel, pattern):
+            return rel, line, match
+    return None
+
+
+def all_matches(
+    repo: RepoFiles, files: Iterable[str], pattern: re.Pattern[str]
+) -> list[tuple[str, int, re.Match[str]]]:
+    return [(rel, line, m) for rel in files for line, m in repo.grep(rel, pattern)]
+
+
+def scan_env_vars(
+    repo: RepoFiles, files: Iterable[str], patterns: Iterable[re.Pattern[str]]
+) -> list[EnvVar]:
+    """Names read from the environment, in the order first seen, with where they are read."""
+    found: dict[str, list[Evidence]] = {}
+    compiled = list(patterns)
+    for rel in files:
+        text = repo.read(rel)
+        if text is None:
+            continue
+        for number, line in enumerate(text.splitlines(), start=1):
+            for pattern in compiled:
+                for match in pattern.finditer(line):
+                    name = match.group(1)
+                    if name not in found and len(found) >= MAX_ENV_VARS:
+                        continue
+                    bucket = found.setdefault(name, [])
+                    if len(bucket) < MAX_EVIDENCE_PER_ENV_VAR:
+                        bucket.append(repo.evidence(rel, number))
+    return [EnvVar(name=n, evidence=ev) for n, ev in found.items()]
+
+
+_EXPOSE = re.compile(r"^\s*EXPOSE\s+(\d{2,5})", re.IGNORECASE)
+_PROC_WEB = re.compile(r"^\s*web\s*:\s*(.+?)\s*$")
+
+
+@dataclass(frozen=True)
+class DeployFiles:
+    dockerfile: str | None
+    expose: tuple[int, Evidence] | None
+    procfile: str | None
+    procfile_web: tuple[str, Evidence] | None
+
+
+def deploy_files(repo: RepoFiles) -> DeployFiles:
+    dockerfile = repo.first("Dockerfile", "dockerfile", "Containerfile")
+    expose = None
+    if dockerfile:
+        hit = first_match(repo, [dockerfile], _EXPOSE)
+        if hit:
+            expose = (int(hit[2].group(1)), repo.evidence(hit[0], hit[1]))
+    procfile = repo.first("Procfile")
+    web = None
+    if procfile:
+        hit = first_match(repo, [procfile], _PROC_WEB)
+        if hit:
+            web = (hit[2].group(1), repo.evidence(hit[0], hit[1]))
+    return DeployFiles(dockerfile, expose, procfile, web)
+
+
+def valid_port(text: str) -> int | None:
+    port = int(text)
+    return port if 0 < port < 65536 else None
+
+
+_VERSION_CLAUSE = re.compile(
+    r"(~=|===|==|!=|>=|<=|>|<|\^|~)?\s*v?(\d+)(?:\.(\d+|\*|x))?(?:\.(\d+|\*|x))?"
+)
+
+Version = tuple[int, int]
+
+
+def pick_version(
+    spec: str, candidates: list[Version], default: Version, *, major_only: bool = False
+) -> str | None:
+    """The version to run for a constraint like `>=3.10,<3.13`, `^3.11`, `3.11.4` or `18.x`.
+
+    A single pinned version is run as given (major.minor, or major for Node). A range gets the
+    default when it allows it (that is what the images are tested with), else the newest
+    candidate it allows. None when the text holds no version at all.
+    """
+    clauses = [_Clause.parse(m, major_only) for m in _VERSION_CLAUSE.finditer(spec)]
+    if not clauses:
+        return None
+    only = clauses[0]
+    if len(clauses) == 1 and only.op in ("", "==", "===") and (major_only or only.minor >= 0):
+        return _fmt((only.major, only.minor), major_only)
+    if len(clauses) == 1 and only.op == "~" and major_only:
+        return str(only.major)
+    if all(c.allows(default) for c in clauses):
+        return _fmt(default, major_only)
+    for version in sorted(candidates, reverse=True):
+        if all(c.allows(version) for c in clauses):
+            return _fmt(version, major_only)
+    return _fmt((only.major, max(only.minor, 0)), major_only)
+
+
+def _fmt(version: Version, major_only: bool) -> str:
+    return str(version[0]) if major_only else f"{version[0]}.{max(version[1], 0)}"
+
+
+@dataclass(frozen=True)
+class _Clause:
+    op: str
+    major: int
+    minor: int  # -1 when absent or a wildcard
+    has_patch: bool
+
+    @staticmethod
+    def parse(m: re.Match[str], major_only: bool) -> _Clause:
+        minor = m.group(3)
+        patch = m.group(4)
+        return _Clause(
+            op=m.group(1) or "",
+            major=int(m.group(2)),
+            minor=int(minor) if minor and minor.isdigit() and not major_only else -1,
+            has_patch=bool(patch and patch.isdigit()),
+        )
+
+    def allows(self, version: Version) -> bool:
+        if self.minor < 0:
+            # Only a major: compare majors (`3.*`, `18.x`, `>=18`).
+            v, want = version[0], self.major
+            return {
+                "": v == want,
+                "==": v == want,
+                "===": v == want,
+                "!=": v != want,
+                ">=": v >= want,
+                ">": v > want,
+                "<=": v <= want,
+                "<": v < want,
+                "^": v == want,
+                "~": v == want,
+                "~=": v == want,
+            }.get(self.op, False)
+        want2 = (self.major, self.minor)
+        return {
+            "": version == want2,
+            "==": version == want2,
+            "===": version == want2,
+            "!=": version != want2,
+            ">=": version >= want2,
+            ">": version >= want2 if self.has_patch else version > want2,
+            "<=": version <= want2,
+            "<": version < want2,
+            "^": version >= want2 and version[0] == self.major,
+            "~": version == want2,
+            "~=": version == want2
+            if self.has_patch
+            else (version >= want2 and version[0] == self.major),
+        }.get(self.op, False)

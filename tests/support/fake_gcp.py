@@ -1,0 +1,419 @@
+"""A local fake of the Google Cloud REST calls the deploy tools make, for the real clients.
+
+Serves Cloud Build v1 (create, get, cancel a build; get its operation), Cloud Run Admin v2
+(get, create, patch a service; get the rollout operation) and the Cloud Storage JSON API
+(media upload, bucket creation) on 127.0.0.1. Point `cloudbuild_v1.CloudBuildClient` and
+`run_v2.ServicesClient` at `fake.url` with `transport="rest"`, `AnonymousCredentials()` and
+`client_options={"api_endpoint": fake.url}`.
+
+State advances on each poll, like the real services: a build is QUEUED on the first GET, then
+WORKING through its steps, then SUCCESS (or FAILURE with `fail_build`); a Cloud Run operation is
+done after `rollout_polls` GETs. Everything received is recorded for assertions.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+BUILD_METADATA_TYPE = "type.googleapis.com/google.devtools.cloudbuild.v1.BuildOperationMetadata"
+BUILD_TYPE = "type.googleapis.com/google.devtools.cloudbuild.v1.Build"
+SERVICE_TYPE = "type.googleapis.com/google.cloud.run.v2.Service"
+FAKE_DIGEST = "sha256:" + "ab" * 32
+
+_TERMINAL = {"SUCCESS", "FAILURE", "INTERNAL_ERROR", "TIMEOUT", "CANCELLED", "EXPIRED"}
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body or b"{}")
+
+
+@dataclass
+class _Build:
+    project: str
+    location: str
+    data: dict[str, Any]
+    polls: int = 0
+
+
+@dataclass
+class _Operation:
+    name: str
+    service: str
+    polls: int = 0
+    error: dict[str, Any] | None = None
+
+
+@dataclass
+class FakeGcp:
+    # Cloud Build: how the build ends, and at which step a failure happens.
+    fail_build: bool = False
+    failing_step: int = 0
+    # Cloud Run: GETs of the operation before it is done; an error to end it with.
+    rollout_polls: int = 2
+    rollout_error: dict[str, Any] | None = None
+    # Buckets that exist already (others 404 on upload until created).
+    buckets: set[str] = field(default_factory=set)
+    # Answer the next call of a kind ("upload", "create_build", "get_build", "create_service",
+    # "get_service") with this (HTTP status, message) instead.
+    fail_next: dict[str, tuple[int, str]] = field(default_factory=dict)
+
+    requests: list[Request] = field(default_factory=list)
+    uploads: dict[tuple[str, str], bytes] = field(default_factory=dict)
+    builds: dict[str, _Build] = field(default_factory=dict)
+    cancelled_builds: list[str] = field(default_factory=list)
+    services: dict[str, dict[str, Any]] = field(default_factory=dict)
+    operations: dict[str, _Operation] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------ lifecycle
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "start() first"
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> FakeGcp:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out in separate writes
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                parts = urlsplit(self.path)
+                request = Request(self.command, parts.path, parse_qs(parts.query), body)
+                status, payload = fake.handle(request)
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _handle
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},  # shutdown() waits up to one poll
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> FakeGcp:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------ routing
+
+    _ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = (
+        ("POST", re.compile(r"^/upload/storage/v1/b/(?P<bucket>[^/]+)/o$"), "_upload"),
+        ("POST", re.compile(r"^/storage/v1/b$"), "_create_bucket"),
+        (
+            "POST",
+            re.compile(r"^/v1/projects/(?P<p>[^/]+)(?:/locations/(?P<l>[^/]+))?/builds$"),
+            "_create_build",
+        ),
+        (
+            "POST",
+            re.compile(
+                r"^/v1/projects/(?P<p>[^/]+)(?:/locations/[^/]+)?/builds/(?P<id>[^/:]+):cancel$"
+            ),
+            "_cancel_build",
+        ),
+        (
+            "GET",
+            re.compile(r"^/v1/projects/(?P<p>[^/]+)(?:/locations/[^/]+)?/builds/(?P<id>[^/:]+)$"),
+            "_get_build",
+        ),
+        ("GET", re.compile(r"^/v1/(?P<name>(?:projects/.+/)?operations/.+)$"), "_get_build_op"),
+        (
+            "GET",
+            re.compile(r"^/v2/(?P<name>projects/[^/]+/locations/[^/]+/services/[^/]+)$"),
+            "_get_service",
+        ),
+        (
+            "POST",
+            re.compile(r"^/v2/(?P<parent>projects/[^/]+/locations/[^/]+)/services$"),
+            "_create_service",
+        ),
+        (
+            "PATCH",
+            re.compile(r"^/v2/(?P<name>projects/[^/]+/locations/[^/]+/services/[^/]+)$"),
+            "_update_service",
+        ),
+        (
+            "GET",
+            re.compile(r"^/v2/(?P<name>projects/[^/]+/locations/[^/]+/operations/[^/]+)$"),
+            "_get_run_op",
+        ),
+    )
+
+    def handle(self, request: Request) -> tuple[int, Any]:
+        with self._lock:
+            self.requests.append(request)
+            for method, pattern, handler in self._ROUTES:
+                match = pattern.match(request.path)
+                if match and method == request.method:
+                    result: tuple[int, Any] = getattr(self, handler)(request, **match.groupdict())
+                    return result
+            return _error(404, f"fake_gcp: no route for {request.method} {request.path}")
+
+    def _injected(self, kind: str) -> tuple[int, Any] | None:
+        failure = self.fail_next.pop(kind, None)
+        return _error(*failure) if failure else None
+
+    def calls(self, method: str, fragment: str) -> list[Request]:
+        return [r for r in self.requests if r.method == method and fragment in r.path]
+
+    # ------------------------------------------------------------ Cloud Storage
+
+    def _upload(self, request: Request, bucket: str) -> tuple[int, Any]:
+        if injected := self._injected("upload"):
+            return injected
+        if bucket not in self.buckets:
+            return _error(404, "The specified bucket does not exist.")
+        name = request.query.get("name", [""])[0]
+        self.uploads[(bucket, name)] = request.body
+        return 200, {"bucket": bucket, "name": name, "size": str(len(request.body))}
+
+    def _create_bucket(self, request: Request) -> tuple[int, Any]:
+        name = request.json()["name"]
+        if name in self.buckets:
+            return _error(409, "You already own this bucket.")
+        self.buckets.add(name)
+        return 200, {"name": name, "projectNumber": "123"}
+
+    # ------------------------------------------------------------ Cloud Build
+
+    def _create_build(self, request: Request, p: str, l: str | None) -> tuple[int, Any]:  # noqa: E741
+        if injected := self._injected("create_build"):
+            return injected
+        # The global URL with `parent` in the query string still names the build's region.
+        parent = request.query.get("parent", [""])[0]
+        location = l or (parent.split("/locations/")[1] if "/locations/" in parent else "global")
+        build_id = str(uuid.uuid4())
+        data = dict(request.json())
+        data.update(
+            id=build_id,
+            projectId=p,
+            name=f"projects/{p}/locations/{location}/builds/{build_id}",
+            status="QUEUED",
+            logUrl=f"https://console.cloud.google.com/cloud-build/builds;region={location}/{build_id}?project={p}",
+            createTime="2025-01-01T00:00:00Z",
+        )
+        for step in data.get("steps", []):
+            step["status"] = "QUEUED"
+        self.builds[build_id] = _Build(p, location, data)
+        operation = f"projects/{p}/locations/{location}/operations/build-{build_id}"
+        return 200, {
+            "name": operation,
+            "metadata": {"@type": BUILD_METADATA_TYPE, "build": data},
+        }
+
+    def _advance(self, build: _Build) -> None:
+        data = build.data
+        if data["status"] in _TERMINAL:
+            return
+        build.polls += 1
+        steps = data.get("steps", [])
+        if build.polls == 1:
+            data["status"] = "QUEUED"
+            return
+        working = build.polls - 2  # index of the step running now
+        if working < len(steps):
+            data["status"] = "WORKING"
+            for index, step in enumerate(steps):
+                step["status"] = (
+                    "SUCCESS" if index < working else "WORKING" if index == working else "QUEUED"
+                )
+            if self.fail_build and working > self.failing_step:
+                self._fail(build)
+            return
+        if self.fail_build:
+            self._fail(build)
+            return
+        for step in steps:
+            step["status"] = "SUCCESS"
+        data["status"] = "SUCCESS"
+        data["results"] = {
+            "images": [{"name": image, "digest": FAKE_DIGEST} for image in data.get("images", [])]
+        }
+
+    def _fail(self, build: _Build) -> None:
+        data = build.data
+        steps = data.get("steps", [])
+        for index, step in enumerate(steps):
+            if index < self.failing_step:
+                step["status"] = "SUCCESS"
+            elif index == self.failing_step:
+                step["status"] = "FAILURE"
+            else:
+                step["status"] = "QUEUED"
+        data["status"] = "FAILURE"
+        data["statusDetail"] = f"Build step {self.failing_step} failed"
+        data["failureInfo"] = {
+            "type": "USER_BUILD_STEP",
+            "detail": f'Build step failure: build step {self.failing_step} "docker" failed: '
+            "step exited with non-zero status: 1",
+        }
+
+    def _get_build(self, request: Request, p: str, id: str) -> tuple[int, Any]:
+        if injected := self._injected("get_build"):
+            return injected
+        build = self.builds.get(id)
+        if build is None or build.project != p:
+            return _error(404, f"build {id} not found")
+        self._advance(build)
+        return 200, build.data
+
+    def _cancel_build(self, request: Request, p: str, id: str) -> tuple[int, Any]:
+        build = self.builds.get(id)
+        if build is None:
+            return _error(404, f"build {id} not found")
+        self.cancelled_builds.append(id)
+        if build.data["status"] not in _TERMINAL:
+            build.data["status"] = "CANCELLED"
+        return 200, build.data
+
+    def _get_build_op(self, request: Request, name: str) -> tuple[int, Any]:
+        build_id = name.rsplit("/", 1)[-1].removeprefix("build-")
+        build = self.builds.get(build_id)
+        if build is None:
+            return _error(404, f"operation {name} not found")
+        self._advance(build)
+        done = build.data["status"] in _TERMINAL
+        op: dict[str, Any] = {
+            "name": name,
+            "metadata": {"@type": BUILD_METADATA_TYPE, "build": build.data},
+            "done": done,
+        }
+        if done:
+            op["response"] = {"@type": BUILD_TYPE, **build.data}
+        return 200, op
+
+    # ------------------------------------------------------------ Cloud Run
+
+    def _get_service(self, request: Request, name: str) -> tuple[int, Any]:
+        if injected := self._injected("get_service"):
+            return injected
+        service = self.services.get(name)
+        if service is None:
+            return _error(
+                404, f"Resource '{name.rsplit('/', 1)[-1]}' of kind 'SERVICE' does not exist."
+            )
+        return 200, service
+
+    def _create_service(self, request: Request, parent: str) -> tuple[int, Any]:
+        if injected := self._injected("create_service"):
+            return injected
+        service_id = request.query.get("serviceId", [""])[0]
+        name = f"{parent}/services/{service_id}"
+        if name in self.services:
+            return _error(409, f"Resource '{service_id}' already exists.")
+        service = dict(request.json())
+        region = parent.rsplit("/", 1)[-1]
+        service.update(
+            name=name,
+            uid=str(uuid.uuid4()),
+            generation="1",
+            uri=f"https://{service_id}-abc123xyz-{_region_code(region)}.a.run.app",
+        )
+        self.services[name] = service
+        return 200, self._new_operation(parent, name)
+
+    def _update_service(self, request: Request, name: str) -> tuple[int, Any]:
+        current = self.services.get(name)
+        if current is None:
+            return _error(404, f"Resource '{name}' does not exist.")
+        service = dict(request.json())
+        service.update(
+            name=name,
+            uid=current["uid"],
+            uri=current["uri"],
+            generation=str(int(current["generation"]) + 1),
+        )
+        self.services[name] = service
+        return 200, self._new_operation(name.rsplit("/services/", 1)[0], name)
+
+    def _new_operation(self, parent: str, service: str) -> dict[str, Any]:
+        op = _Operation(name=f"{parent}/operations/{uuid.uuid4()}", service=service)
+        self.operations[op.name] = op
+        return self._operation_json(op)
+
+    def _operation_json(self, op: _Operation) -> dict[str, Any]:
+        service = self.services[op.service]
+        done = op.polls >= self.rollout_polls
+        out: dict[str, Any] = {
+            "name": op.name,
+            "metadata": {"@type": SERVICE_TYPE, **service, "reconciling": not done},
+            "done": done,
+        }
+        if done and self.rollout_error is not None:
+            out["error"] = self.rollout_error
+        elif done:
+            out["response"] = {"@type": SERVICE_TYPE, **service}
+        return out
+
+    def _get_run_op(self, request: Request, name: str) -> tuple[int, Any]:
+        op = self.operations.get(name)
+        if op is None:
+            return _error(404, f"operation {name} not found")
+        op.polls += 1
+        return 200, self._operation_json(op)
+
+
+def _region_code(region: str) -> str:
+    return {"us-central1": "uc", "europe-west1": "ew"}.get(region, "zz")
+
+
+_STATUS_NAMES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    409: "ALREADY_EXISTS",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    503: "UNAVAILABLE",
+}
+
+
+def _error(code: int, message: str) -> tuple[int, Any]:
+    return code, {
+        "error": {"code": code, "message": message, "status": _STATUS_NAMES.get(code, "UNKNOWN")}
+    }
