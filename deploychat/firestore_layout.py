@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 SESSIONS = "sessions"
 EVENTS = "events"
 TURNS = "turns"
+DEPLOYMENTS = "deployments"
 SEQ_WIDTH = 12
 
 
@@ -36,4 +37,11 @@ def event_doc_id(seq: int) -> str:
 def turn_ref(db: Client, session_id: str, turn_id: str) -> DocumentReference:
     # Prefixed: a client id such as "__x__" is a valid protocol id but a reserved document id.
     ref: DocumentReference = session_ref(db, session_id).collection(TURNS).document(f"t-{turn_id}")
+    return ref
+
+
+def deployment_ref(db: Client, session_id: str, deployment_id: str) -> DocumentReference:
+    ref: DocumentReference = (
+        session_ref(db, session_id).collection(DEPLOYMENTS).document(deployment_id)
+    )
     return ref

@@ -135,6 +135,9 @@ class DeploymentUpdateEvent(_Stored):
     stage: str
     progress: Annotated[int, Field(ge=0, le=100)]
     message: str
+    # An addition to PROTOCOL.md: with stage "awaiting_confirmation", what the user is asked to
+    # confirm (target, project, region, service, source); they answer with a chat "yes" or "no".
+    confirm: dict[str, Any] | None = None
 
 
 class DeploymentCompleteEvent(_Stored):

@@ -1,6 +1,7 @@
 """Renders the README's configuration table from the Settings classes, so it cannot drift.
 
-`python -m devstack.config_table` prints it (`--write` updates README.md); a unit test compares it with the README.
+`python -m devstack.config_table` prints it, `--write` updates README.md, and a unit test
+compares the two.
 """
 
 from __future__ import annotations

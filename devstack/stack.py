@@ -177,8 +177,14 @@ class Stack:
         return env
 
     def start_function(self) -> None:
-        env = self.service_env(self.config.function_env)
+        env = self.service_env({})
         env["DEPLOYCHAT_MAX_DELIVERY_ATTEMPTS"] = str(self.config.max_delivery_attempts)
+        # "deploy ./examples/hello-flask locally" means the repository's examples.
+        env["DEPLOYCHAT_SOURCE_ROOT"] = str(ROOT)
+        state = self.config.log_dir.parent
+        env["DEPLOYCHAT_WORK_DIR"] = str(state / "work")
+        env["DEPLOYCHAT_DEPLOY_STATE_DIR"] = str(state / "deployments")
+        env.update(self.config.function_env)
         self.function = ManagedProcess(
             "agent_fn",
             [

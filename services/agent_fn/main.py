@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 
 import functions_framework
-from agent.app import event_message, get_agent
 from cloudevents.http.event import CloudEvent
 
+from agent.app import event_message, get_agent
 from deploychat.errors import ProtocolError
 from deploychat.turn_message import turn_from_pubsub
 

@@ -9,8 +9,8 @@ import pytest
 from google.cloud import firestore
 
 from agent.event_store import LeaseLost, SessionBusy, TurnLog
-from devstack.stack import Stack
 from deploychat.firestore_layout import events_ref, session_ref
+from devstack.stack import Stack
 
 
 class Clock:

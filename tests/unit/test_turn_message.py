@@ -28,12 +28,38 @@ def test_round_trip_through_a_pubsub_message() -> None:
         {"data": "%%%"},
         {"data": base64.b64encode(b"not json").decode()},
         _message({"type": "turn", "v": 1}),
-        _message({"type": "turn", "v": 2, "session_id": "session-1", "turn_id": "t",
-                  "content": "x", "accepted_at": 1}),
-        _message({"type": "turn", "v": 1, "session_id": "session-1", "turn_id": "t",
-                  "content": "x", "accepted_at": 1, "extra": True}),
-        _message({"type": "turn", "v": 1, "session_id": "session-1", "turn_id": "t",
-                  "content": "x", "accepted_at": 1}, turn_id="other"),
+        _message(
+            {
+                "type": "turn",
+                "v": 2,
+                "session_id": "session-1",
+                "turn_id": "t",
+                "content": "x",
+                "accepted_at": 1,
+            }
+        ),
+        _message(
+            {
+                "type": "turn",
+                "v": 1,
+                "session_id": "session-1",
+                "turn_id": "t",
+                "content": "x",
+                "accepted_at": 1,
+                "extra": True,
+            }
+        ),
+        _message(
+            {
+                "type": "turn",
+                "v": 1,
+                "session_id": "session-1",
+                "turn_id": "t",
+                "content": "x",
+                "accepted_at": 1,
+            },
+            turn_id="other",
+        ),
     ],
 )
 def test_bad_payloads_are_protocol_errors(message: object) -> None:

@@ -17,8 +17,8 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
@@ -31,6 +31,18 @@ from deploychat.protocol import SESSION_EVENT
 log = logging.getLogger(__name__)
 
 EventDraft = dict[str, Any]  # a stored event without `seq`, `ts` (given here)
+Write = tuple[Literal["create", "merge"], Any, dict[str, Any]]
+
+
+@dataclass
+class Prepared:
+    """What a `prepare` hook adds to an append: more events and document writes."""
+
+    drafts: list[EventDraft] = field(default_factory=list)
+    writes: list[Write] = field(default_factory=list)
+
+
+Prepare = Callable[[firestore.Transaction, dict[str, Any], dict[str, Any]], Prepared]
 
 
 class SessionBusy(TransientError):
@@ -49,6 +61,7 @@ class TurnProgress:
     typing_on: bool
     emitted_text: str
     cancel_requested: bool
+    tools: dict[str, Any]  # outcomes of the tool calls already made, by call key
 
 
 class TurnLog:
@@ -147,20 +160,39 @@ class TurnLog:
             typing_on=bool(turn.get("typing_on")),
             emitted_text=str(turn.get("emitted_text", "")),
             cancel_requested=bool(turn.get("cancel_requested")),
+            tools=dict(turn.get("tools") or {}),
         )
 
     # ------------------------------------------------------------------ append
 
     def append(
-        self, drafts: list[EventDraft], progress: dict[str, Any], *, finish: bool = False
+        self,
+        drafts: list[EventDraft],
+        progress: dict[str, Any],
+        *,
+        finish: bool = False,
+        session_update: dict[str, Any] | None = None,
+        prepare: Prepare | None = None,
     ) -> bool:
         """Store events and progress atomically; returns whether a cancel was requested.
 
         With `finish`, the turn is marked done and the session freed in the same transaction.
+        `session_update` is merged into the session document. `prepare`, if given, runs inside
+        the transaction after the session and turn are read: it may read other documents, raise
+        to write nothing, or return more events and writes to make in the same commit.
         """
         if self._lease is None:
             raise RuntimeError("append before begin")
-        result: bool = _run(self._db, self._append, self._lease, drafts, progress, finish)
+        result: bool = _run(
+            self._db,
+            self._append,
+            self._lease,
+            drafts,
+            progress,
+            finish,
+            session_update or {},
+            prepare,
+        )
         return result
 
     def _append(
@@ -170,14 +202,26 @@ class TurnLog:
         drafts: list[EventDraft],
         progress: dict[str, Any],
         finish: bool,
+        extra_session: dict[str, Any],
+        prepare: Prepare | None,
     ) -> bool:
         now = self._clock()
         session = _data(self._session.get(transaction=txn))
         turn = _data(self._turn.get(transaction=txn))
         if turn.get("lease") != lease or turn.get("status") != "running":
             raise LeaseLost(f"turn {self.turn_id}: a newer attempt took over")
+        writes: list[Write] = []
+        if prepare is not None:
+            prepared = prepare(txn, session, turn)
+            drafts = [*drafts, *prepared.drafts]
+            writes = prepared.writes
         seq = self._write_events(txn, int(session.get("last_seq", 0)), drafts, now)
-        session_update: dict[str, Any] = {"last_seq": seq, "updated_at": now}
+        for kind, ref, data in writes:
+            if kind == "create":
+                txn.create(ref, data)
+            else:
+                txn.set(ref, data, merge=True)
+        session_update: dict[str, Any] = {**extra_session, "last_seq": seq, "updated_at": now}
         turn_update: dict[str, Any] = dict(progress)
         if finish:
             session_update["active_turn"] = firestore.DELETE_FIELD
@@ -189,8 +233,16 @@ class TurnLog:
                 "expires_at": now + self._lease_s,
             }
         txn.update(self._session, session_update)
-        txn.update(self._turn, turn_update)
+        if turn_update:
+            txn.update(self._turn, turn_update)
         return bool(turn.get("cancel_requested"))
+
+    @property
+    def db(self) -> firestore.Client:
+        return self._db
+
+    def session_data(self) -> dict[str, Any]:
+        return _data(self._session.get())
 
     def cancel_requested(self) -> bool:
         return bool(_data(self._turn.get(field_paths=["cancel_requested"])).get("cancel_requested"))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 from pydantic import AliasChoices, Field, SecretStr
 
 from deploychat.settings import CommonSettings
@@ -57,4 +60,40 @@ class AgentSettings(CommonSettings):
     turn_lease_s: float = Field(
         default=600.0,
         description="How long a running turn holds its session before another turn may take over.",
+    )
+    max_tool_rounds: int = Field(
+        default=6, ge=1, description="Model steps (each may call tools) in one turn at most."
+    )
+    local_sources: bool = Field(
+        default=True,
+        description="Accept local paths as sources (development); off on Google Cloud, where "
+        "only git URLs make sense.",
+    )
+    local_deploy: bool = Field(
+        default=True,
+        description="Offer the `local` deployment target (runs apps beside the agent); off on "
+        "Google Cloud.",
+    )
+    source_root: Path = Field(
+        default_factory=Path.cwd, description="Relative local paths are read from here."
+    )
+    work_dir: Path = Field(
+        default_factory=lambda: Path(tempfile.gettempdir()) / "deploychat-work",
+        description="Where git sources are cloned.",
+    )
+    deploy_state_dir: Path = Field(
+        default_factory=lambda: Path(tempfile.gettempdir()) / "deploychat-deployments",
+        description="Virtual environments, logs and state of local deployments.",
+    )
+    local_health_timeout_s: float = Field(
+        default=90.0, description="How long a local deployment may take to answer HTTP."
+    )
+    deploy_project: str | None = Field(
+        default=None, description="Default Google Cloud project for Cloud Run deployments."
+    )
+    deploy_region: str = Field(
+        default="us-central1", description="Default region for Cloud Run deployments."
+    )
+    cancel_poll_s: float = Field(
+        default=1.0, description="How often a running tool checks whether the turn was cancelled."
     )

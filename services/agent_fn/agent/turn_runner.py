@@ -12,15 +12,17 @@ from collections.abc import Callable
 from typing import Any
 
 from google.cloud import firestore
-from google.cloud.firestore_v1.base_query import FieldFilter
 
 from deploychat.errors import DeploychatError, PermanentError, TransientError
-from deploychat.firestore_layout import events_ref
 from deploychat.turn_message import TurnRequest
 
+from .deployments import DeploymentRunner, classify_reply, source_dir_for
 from .event_store import EventDraft, LeaseLost, TurnLog, TurnProgress
-from .model import HistoryMessage, Model
+from .history import read_history, session_notes
+from .model import HistoryMessage, Model, ToolCall, ToolResult, TurnContext
 from .settings import AgentSettings
+from .tool_specs import tool_specs
+from .toolbox import Toolbox
 
 log = logging.getLogger(__name__)
 
@@ -86,13 +88,7 @@ class TurnRunner:
             self._stop(turn, turn_log, pieces.shown)
             return
         try:
-            for text in self._model.stream(self._history(turn), turn.content):
-                if pieces.add(text):
-                    self._stop(turn, turn_log, pieces.shown)
-                    return
-            if pieces.flush():
-                self._stop(turn, turn_log, pieces.shown)
-                return
+            stopped = self._answer(turn, turn_log, progress, pieces) or pieces.flush()
         except TransientError as exc:
             if not last_attempt:
                 log.warning("turn %s: transient failure, Pub/Sub will retry: %s", turn.turn_id, exc)
@@ -102,6 +98,9 @@ class TurnRunner:
         except PermanentError as exc:
             self._fail(turn, turn_log, exc)
             return
+        if stopped:
+            self._stop(turn, turn_log, pieces.shown)
+            return
         turn_log.append(
             [
                 self._final(turn, pieces.full),
@@ -110,6 +109,54 @@ class TurnRunner:
             {"emitted_text": pieces.shown},
             finish=True,
         )
+
+    def _answer(
+        self, turn: TurnRequest, turn_log: TurnLog, progress: TurnProgress, pieces: PieceWriter
+    ) -> bool:
+        """Write the answer into `pieces`, running tools as asked; True if cancelled."""
+        session = turn_log.session_data()
+        pending = session.get("pending_deployment")
+        reply = classify_reply(turn.content) if pending else None
+        if pending and reply is not None:
+            runner = DeploymentRunner(
+                self._settings, turn_log, pending, source_dir_for(self._settings, turn.session_id)
+            )
+            if reply == "no":
+                return pieces.add(runner.decline())
+            if pieces.add(f"Deploying **{pending['confirm']['app']}** …\n\n") or pieces.flush():
+                return True
+            deployed = runner.run()
+            return pieces.add(deployed.text) or deployed.cancelled
+        toolbox = Toolbox(self._settings, turn_log, session, dict(progress.tools))
+        context = TurnContext(tools=tool_specs(), notes=session_notes(session))
+        conversation = self._model.start(self._history(turn), turn.content, context)
+        for _ in range(self._settings.max_tool_rounds):
+            calls: list[ToolCall] = []
+            for item in conversation.stream():
+                if isinstance(item, ToolCall):
+                    calls.append(item)
+                    continue
+                if pieces.add(item):
+                    return True
+            if not calls:
+                return False
+            # What was said so far reaches the user before a tool that may take minutes.
+            if pieces.flush() or turn_log.cancel_requested():
+                return True
+            results = []
+            for call in calls:
+                outcome = toolbox.run(call)
+                if outcome.show and pieces.add(outcome.show):
+                    return True
+                results.append(ToolResult(call, outcome.response))
+            conversation.add_tool_results(results)
+            # The model's next words start a paragraph of their own.
+            if pieces.full and not pieces.full.endswith("\n\n"):
+                pieces.add("\n\n" if not pieces.full.endswith("\n") else "\n")
+        log.warning(
+            "turn %s: no answer after %d model steps", turn.turn_id, self._settings.max_tool_rounds
+        )
+        return False
 
     @property
     def _interval(self) -> float:
@@ -157,24 +204,7 @@ class TurnRunner:
         )
 
     def _history(self, turn: TurnRequest) -> list[HistoryMessage]:
-        if self._settings.history_events == 0:
-            return []
-        query = (
-            events_ref(self._db, turn.session_id)
-            .where(filter=FieldFilter("final", "==", True))
-            .order_by("seq", direction=firestore.Query.DESCENDING)
-            .limit(self._settings.history_events)
-        )
-        messages = []
-        for snap in query.stream():
-            doc = snap.to_dict() or {}
-            if doc.get("turn_id") == turn.turn_id or not doc.get("content"):
-                continue
-            role = doc.get("role")
-            if role in ("user", "assistant"):
-                messages.append(HistoryMessage(role=role, text=str(doc["content"])))
-        messages.reverse()
-        return messages
+        return read_history(self._db, turn.session_id, turn.turn_id, self._settings.history_events)
 
 
 def reply_id(turn_id: str) -> str:

@@ -1,0 +1,326 @@
+"""Deployments: asked for, confirmed by the user, then run at most once.
+
+A request stores a pending confirmation on the session (so it survives reconnects and reloads)
+and shows it as a `deployment_update` at stage `awaiting_confirmation`. The user's "yes" turn
+starts it: one transaction consumes the confirmation and creates the deployment's record, keyed
+by the deployment id, so a redelivered or retried turn finds the record and never deploys
+twice. A retry that finds its own deployment still marked running knows the attempt that ran it
+died, and reports it interrupted rather than starting it again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from google.cloud import firestore
+from pydantic import ValidationError
+
+from deploychat.firestore_layout import deployment_ref
+
+from .event_store import EventDraft, Prepared, TurnLog
+from .settings import AgentSettings
+from .tool_specs import DeployArgs
+from .tools import (
+    Analysis,
+    Cancelled,
+    CloudRunTarget,
+    DeployResult,
+    Progress,
+    ToolError,
+    deploy_cloud_run,
+    deploy_local,
+    generate_dockerfile,
+)
+from .tools.source import is_git_url, resolve_source
+
+log = logging.getLogger(__name__)
+
+_YES = re.compile(
+    r"^\s*(?:y|yes|yep|yeah|sure|ok|okay|confirm(?:ed)?|go(?: ahead)?|do it|deploy(?: it)?|"
+    r"yes,? (?:please|deploy(?: it)?|go ahead|do it)|please do|start(?: it)?)\s*[.!]*\s*$",
+    re.I,
+)
+_NO = re.compile(
+    r"^\s*(?:n|no|nope|cancel|stop|abort|don'?t|do not|no,? thanks?|not now|never ?mind)"
+    r"\s*[.!]*\s*$",
+    re.I,
+)
+
+
+def classify_reply(text: str) -> str | None:
+    """'yes' or 'no' when the message answers a pending confirmation, else None."""
+    if _YES.match(text):
+        return "yes"
+    if _NO.match(text):
+        return "no"
+    return None
+
+
+def request_deployment(
+    settings: AgentSettings, turn_id: str, args: DeployArgs, analysis: Analysis
+) -> tuple[dict[str, Any], EventDraft]:
+    """The pending confirmation to store on the session, and the event that shows it."""
+    confirm: dict[str, Any] = {"source": args.source, "target": args.target, "app": analysis.name}
+    if args.target == "local":
+        if not settings.local_deploy:
+            raise ToolError("Deploying to this machine is turned off here; deploy to Cloud Run.")
+        where = "this machine (a local process, for a quick try)"
+    else:
+        project = args.project or settings.deploy_project
+        if project is None:
+            raise ToolError("Which Google Cloud project should it go to? Tell me its id.")
+        service = args.service or _service_name(analysis.name)
+        try:
+            target = CloudRunTarget(
+                project=project, region=args.region or settings.deploy_region, service=service
+            )
+        except ValidationError as exc:
+            problems = "; ".join(f"{e['loc'][0]}: {e['msg']}" for e in exc.errors())
+            raise ToolError(f"That Cloud Run target is not valid ({problems}).") from None
+        confirm.update(project=target.project, region=target.region, service=target.service)
+        where = (
+            f"Cloud Run service `{target.service}` in project `{target.project}`, "
+            f"region `{target.region}`"
+        )
+    digest = hashlib.sha256(repr(sorted(confirm.items())).encode()).hexdigest()[:6]
+    deployment_id = f"d-{turn_id}-{digest}"
+    confirm["deployment_id"] = deployment_id
+    message = f"Ready to deploy **{analysis.name}** ({args.source}) to {where}."
+    pending = {
+        "id": deployment_id,
+        "requested_by": turn_id,
+        "confirm": confirm,
+        "analysis": analysis.model_dump(mode="json"),
+    }
+    event: EventDraft = {
+        "type": "deployment_update",
+        "turn_id": turn_id,
+        "deployment_id": deployment_id,
+        "stage": "awaiting_confirmation",
+        "progress": 0,
+        "message": message,
+        "confirm": confirm,
+    }
+    return pending, event
+
+
+@dataclass
+class DeploymentOutcome:
+    text: str
+    cancelled: bool = False
+
+
+class CancelPoll:
+    """`should_cancel` for tools: reads the turn's cancel flag at most once per interval."""
+
+    def __init__(
+        self, turn_log: TurnLog, interval_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._log = turn_log
+        self._interval = interval_s
+        self._clock = clock
+        self._checked_at = float("-inf")
+        self._cancelled = False
+
+    def __call__(self) -> bool:
+        now = self._clock()
+        if not self._cancelled and now - self._checked_at >= self._interval:
+            self._checked_at = now
+            self._cancelled = self._log.cancel_requested()
+        return self._cancelled
+
+
+class DeploymentRunner:
+    def __init__(
+        self,
+        settings: AgentSettings,
+        turn_log: TurnLog,
+        pending: dict[str, Any],
+        source_dir: Callable[[str], Path],
+    ) -> None:
+        self._settings = settings
+        self._log = turn_log
+        self._pending = pending
+        self._id: str = pending["id"]
+        self._confirm: dict[str, Any] = pending["confirm"]
+        self._source_dir = source_dir
+        self._ref = deployment_ref(turn_log.db, turn_log.session_id, self._id)
+        self._cancel = CancelPoll(turn_log, settings.cancel_poll_s)
+        self._percent = 0
+
+    def decline(self) -> str:
+        self._log.append(
+            [self._complete("failed", "Not deployed: you declined.")],
+            {"deployment": self._id},
+            session_update={"pending_deployment": firestore.DELETE_FIELD},
+        )
+        return "All right, I won't deploy it. Ask me again whenever you're ready."
+
+    def run(self) -> DeploymentOutcome:
+        state = self._start()
+        app = self._confirm["app"]
+        if state == "cancelled":
+            return DeploymentOutcome("Cancelled before the deployment started.", cancelled=True)
+        if state == "interrupted":
+            return DeploymentOutcome(
+                f"The deployment of **{app}** was interrupted when the agent restarted, so I "
+                "stopped it rather than run it twice. Ask me again to deploy it."
+            )
+        if state != "start":
+            return DeploymentOutcome(f"The deployment of **{app}** has already been handled.")
+        try:
+            result = self._deploy()
+        except Cancelled:
+            self._finish("failed", "Cancelled: the deployment was stopped.")
+            return DeploymentOutcome(f"Stopped the deployment of **{app}**.", cancelled=True)
+        except ToolError as exc:
+            self._finish("failed", exc.message)
+            return DeploymentOutcome(f"The deployment of **{app}** failed: {exc.message}")
+        where = "on this machine" if result.kind == "local" else "on Cloud Run"
+        self._finish("succeeded", f"{app} is running {where}.", result)
+        return DeploymentOutcome(f"**{app}** is running {where}: {result.url}")
+
+    # ---------------------------------------------------------------- steps
+
+    def _start(self) -> str:
+        state = {"kind": "gone"}
+        turn_id = self._log.turn_id
+
+        def prepare(txn: Any, session: dict[str, Any], turn: dict[str, Any]) -> Prepared:
+            snap = self._ref.get(transaction=txn)
+            record = snap.to_dict() if snap.exists else None
+            if record is None:
+                current = session.get("pending_deployment") or {}
+                if current.get("id") != self._id:
+                    return Prepared()
+                if turn.get("cancel_requested"):
+                    state["kind"] = "cancelled"
+                    return Prepared([self._complete("failed", "Cancelled before it started.")])
+                state["kind"] = "start"
+                return Prepared(
+                    [self._update("starting", 1, "Starting the deployment")],
+                    [
+                        (
+                            "create",
+                            self._ref,
+                            {
+                                **self._confirm,
+                                "status": "running",
+                                "turn_id": turn_id,
+                                "started_at": time.time(),
+                            },
+                        )
+                    ],
+                )
+            if record.get("status") == "running" and record.get("turn_id") == turn_id:
+                state["kind"] = "interrupted"
+                message = "Interrupted: the agent restarted during the deployment."
+                return Prepared(
+                    [self._complete("failed", message)],
+                    [("merge", self._ref, {"status": "failed", "message": message})],
+                )
+            state["kind"] = "done"
+            return Prepared()
+
+        self._log.append(
+            [],
+            {"deployment": self._id},
+            session_update={"pending_deployment": firestore.DELETE_FIELD},
+            prepare=prepare,
+        )
+        return state["kind"]
+
+    def _deploy(self) -> DeployResult:
+        analysis = Analysis.model_validate(self._pending["analysis"])
+        source_dir = self._source_dir(self._confirm["source"])
+        if self._confirm["target"] == "local":
+            return deploy_local(
+                source_dir,
+                analysis,
+                state_dir=self._settings.deploy_state_dir,
+                on_progress=self._on_progress,
+                should_cancel=self._cancel,
+                health_timeout_s=self._settings.local_health_timeout_s,
+                deployment_id=self._id,
+            )
+        target = CloudRunTarget(
+            project=self._confirm["project"],
+            region=self._confirm["region"],
+            service=self._confirm["service"],
+        )
+        return deploy_cloud_run(
+            source_dir,
+            analysis,
+            generate_dockerfile(analysis),
+            target,
+            on_progress=self._on_progress,
+            should_cancel=self._cancel,
+            deployment_id=self._id,
+        )
+
+    def _on_progress(self, progress: Progress) -> None:
+        self._log.append([self._update(progress.stage, progress.percent, progress.message)], {})
+
+    def _finish(self, status: str, message: str, result: DeployResult | None = None) -> None:
+        record: dict[str, Any] = {"status": status, "message": message, "finished_at": time.time()}
+        if result is not None:
+            record.update(url=result.url, kind=result.kind, pid=result.pid)
+        self._log.append(
+            [self._complete(status, message, result.url if result else None)],
+            {},
+            prepare=lambda txn, session, turn: Prepared(writes=[("merge", self._ref, record)]),
+        )
+
+    def _update(self, stage: str, percent: int, message: str) -> EventDraft:
+        # The bar never goes back, whatever order the tool reports in.
+        self._percent = max(self._percent, min(100, percent))
+        return {
+            "type": "deployment_update",
+            "turn_id": self._log.turn_id,
+            "deployment_id": self._id,
+            "stage": stage,
+            "progress": self._percent,
+            "message": message,
+        }
+
+    def _complete(self, status: str, message: str, url: str | None = None) -> EventDraft:
+        draft: EventDraft = {
+            "type": "deployment_complete",
+            "turn_id": self._log.turn_id,
+            "deployment_id": self._id,
+            "status": status,
+            "message": message,
+        }
+        if url:
+            draft["url"] = url
+        return draft
+
+
+def source_dir_for(settings: AgentSettings, session_id: str) -> Callable[[str], Path]:
+    """Where a source is on disk when it is deployed: the path, or a fresh clone of the URL."""
+
+    def locate(source: str) -> Path:
+        if is_git_url(source):
+            resolved = resolve_source(
+                source,
+                workdir=settings.work_dir / session_id,
+                clone_timeout_s=60,
+                max_repo_bytes=200_000_000,
+            )
+            return resolved.path
+        path = Path(source).expanduser()
+        return path if path.is_absolute() else (settings.source_root / path).resolve()
+
+    return locate
+
+
+def _service_name(name: str) -> str:
+    slug = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-") or "app"
+    return slug if slug[0].isalpha() else f"app-{slug}"[:49]

@@ -1,0 +1,241 @@
+"""Runs the model's tool calls: each one once per turn, its events stored with its outcome.
+
+A retried turn may see the same calls again (the model is asked again from the start); their
+outcomes are kept in the turn's progress under a key made of the call, so a repeated call
+answers from there without running the tool or storing its events a second time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from .event_store import EventDraft, TurnLog
+from .model import ToolCall
+from .settings import AgentSettings
+from .tool_specs import TOOLS, AnalyseArgs, DeployArgs, DockerfileArgs
+from .tools import Analysis, ToolError, analyse_repository, generate_dockerfile
+from .tools.source import is_git_url
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ToolOutcome:
+    response: dict[str, Any]  # what the model is given back
+    show: str = ""  # Markdown the turn's message shows the user (e.g. the Dockerfile)
+
+
+@dataclass
+class _Step:
+    outcome: ToolOutcome
+    drafts: list[EventDraft]
+    session_update: dict[str, Any]
+
+
+class Toolbox:
+    def __init__(
+        self,
+        settings: AgentSettings,
+        turn_log: TurnLog,
+        session: dict[str, Any],
+        done: dict[str, Any],
+    ) -> None:
+        self._settings = settings
+        self._log = turn_log
+        self._turn_id = turn_log.turn_id
+        self._session_id = turn_log.session_id
+        self._workspace: dict[str, Any] = dict(session.get("workspace") or {})
+        self._done = done
+
+    @property
+    def workspace(self) -> dict[str, Any]:
+        return self._workspace
+
+    def run(self, call: ToolCall) -> ToolOutcome:
+        entry = TOOLS.get(call.name)
+        if entry is None:
+            return ToolOutcome({"error": f"there is no tool named {call.name!r}"})
+        model, _ = entry
+        try:
+            args = model.model_validate(call.args)
+        except ValidationError as exc:
+            return ToolOutcome({"error": f"invalid arguments for {call.name}: {exc}"})
+        key = _call_key(call.name, args)
+        if key in self._done:
+            return ToolOutcome(**self._done[key])
+        step = self._execute(call.name, args)
+        self._log.append(
+            step.drafts,
+            {f"tools.{key}": asdict(step.outcome)},
+            session_update=step.session_update,
+        )
+        self._done[key] = asdict(step.outcome)
+        return step.outcome
+
+    def _execute(self, name: str, args: BaseModel) -> _Step:
+        if isinstance(args, AnalyseArgs):
+            return self._analyse(args.source)
+        if isinstance(args, DockerfileArgs):
+            return self._dockerfile(args.source)
+        if isinstance(args, DeployArgs):
+            return self._request_deployment(args)
+        raise AssertionError(name)
+
+    # ---------------------------------------------------------------- sources
+
+    def resolve_source(self, source: str) -> str:
+        """A git URL as it is, or a local path made absolute (where local paths are allowed)."""
+        if is_git_url(source):
+            return source
+        if not self._settings.local_sources:
+            raise ToolError(
+                f"{source} is not a git URL; give me one (https://… or git@…) to work from."
+            )
+        path = Path(source).expanduser()
+        return str(path if path.is_absolute() else (self._settings.source_root / path).resolve())
+
+    def analysis_for(self, source: str | None) -> tuple[Analysis | None, list[EventDraft]]:
+        """The workspace's analysis, or a fresh one of `source` (with its event)."""
+        current = self._workspace.get("analysis")
+        if current is not None and (source is None or source == self._workspace.get("source")):
+            return Analysis.model_validate(current), []
+        if source is None:
+            return None, []
+        step = self._analyse(source)
+        if "error" in step.outcome.response:
+            raise ToolError(step.outcome.response["error"])
+        return Analysis.model_validate(self._workspace["analysis"]), step.drafts
+
+    # ---------------------------------------------------------------- tools
+
+    def _analyse(self, source: str) -> _Step:
+        try:
+            analysis = analyse_repository(
+                self.resolve_source(source), workdir=self._settings.work_dir / self._session_id
+            )
+        except ToolError as exc:
+            return _Step(
+                ToolOutcome(
+                    {
+                        "error": exc.message,
+                        "summary": f"I could not analyse {source}: {exc.message}",
+                    }
+                ),
+                [self._error_event(exc.message)],
+                {},
+            )
+        data = analysis.model_dump(mode="json")
+        self._workspace = {"source": source, "analysis": data}
+        summary = describe_analysis(analysis)
+        return _Step(
+            ToolOutcome({"summary": summary, "analysis": _for_model(data)}),
+            [{"type": "analysis", "turn_id": self._turn_id, "data": data}],
+            {"workspace": self._workspace},
+        )
+
+    def _dockerfile(self, source: str | None) -> _Step:
+        try:
+            analysis, drafts = self.analysis_for(source)
+        except ToolError as exc:
+            return _Step(ToolOutcome({"error": exc.message, "summary": exc.message}), [], {})
+        if analysis is None:
+            message = (
+                "Tell me which repository first: analyse it, or name it (write a Dockerfile for …)."
+            )
+            return _Step(ToolOutcome({"error": message, "summary": message}), [], {})
+        files = generate_dockerfile(analysis)
+        self._workspace = {
+            **self._workspace,
+            "dockerfile": files.dockerfile,
+            "dockerignore": files.dockerignore,
+        }
+        note = (
+            " The repository has a Dockerfile of its own; this one follows our conventions."
+            if files.existing_dockerfile
+            else ""
+        )
+        show = (
+            f"\n\n**Dockerfile** for `{analysis.name}` ({files.base_image}, port {files.port}):"
+            f"\n\n```dockerfile\n{files.dockerfile.rstrip()}\n```\n\n**.dockerignore**:\n\n"
+            f"```\n{files.dockerignore.rstrip()}\n```\n\n"
+        )
+        summary = (
+            f"That is a production Dockerfile for {analysis.name}: a pinned slim base, "
+            "dependencies installed before the code is copied (so they stay cached), a non-root "
+            f"user, and the server listening on $PORT.{note}"
+        )
+        return _Step(
+            ToolOutcome(
+                {"summary": summary, "dockerfile": files.dockerfile, "shown_to_user": True},
+                show=show,
+            ),
+            drafts,
+            {"workspace": self._workspace},
+        )
+
+    def _request_deployment(self, args: DeployArgs) -> _Step:
+        from .deployments import request_deployment
+
+        try:
+            analysis, drafts = self.analysis_for(args.source)
+        except ToolError as exc:
+            return _Step(ToolOutcome({"error": exc.message, "summary": exc.message}), [], {})
+        assert analysis is not None
+        try:
+            pending, event = request_deployment(self._settings, self._turn_id, args, analysis)
+        except ToolError as exc:
+            return _Step(ToolOutcome({"error": exc.message, "summary": exc.message}), drafts, {})
+        summary = f"{event['message']} Reply **yes** to start it, or **no** to leave it."
+        return _Step(
+            ToolOutcome(
+                {"status": "awaiting_confirmation", "summary": summary, **pending["confirm"]}
+            ),
+            [*drafts, event],
+            {"workspace": self._workspace, "pending_deployment": pending},
+        )
+
+    def _error_event(self, message: str) -> EventDraft:
+        return {
+            "type": "error",
+            "turn_id": self._turn_id,
+            "code": "agent_failed",
+            "message": message,
+            "retryable": False,
+        }
+
+
+def describe_analysis(a: Analysis) -> str:
+    version = f" {a.language_version}" if a.language_version else ""
+    lines = [
+        f"**{a.name}** is a {a.language.capitalize()}{version} {a.framework} app "
+        f"({a.package_manager}{', ' + a.lock_file if a.lock_file else ''})."
+    ]
+    port = f"port {a.port}" if a.port else "the port in `$PORT`"
+    reads = " (it reads `PORT`)" if a.reads_port_env else ""
+    lines.append(f"It starts with `{a.start_command}` and listens on {port}{reads}.")
+    if a.env_vars:
+        lines.append("It reads " + ", ".join(f"`{v.name}`" for v in a.env_vars[:8]) + ".")
+    if a.dockerfile:
+        lines.append(f"It has its own Dockerfile (`{a.dockerfile}`).")
+    if a.tests.paths or a.tests.command:
+        command = f" (`{a.tests.command}`)" if a.tests.command else ""
+        lines.append(f"Tests: {', '.join(a.tests.paths[:3]) or 'yes'}{command}.")
+    lines.extend(f"Note: {w}" for w in a.warnings[:3])
+    return " ".join(lines)
+
+
+def _for_model(data: dict[str, Any]) -> dict[str, Any]:
+    # The evidence is for people (the card); the model needs the findings.
+    return {k: v for k, v in data.items() if k not in ("evidence", "path")}
+
+
+def _call_key(name: str, args: BaseModel) -> str:
+    canonical = json.dumps([name, args.model_dump(mode="json")], sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
