@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.synced
 PYTEST_ARGS ?=
 
-.PHONY: dev test lint unit integration e2e check-infra stage-function clean bootstrap browser
+.PHONY: dev test lint unit integration e2e bench check-infra stage-function clean bootstrap browser
 
 bootstrap: $(STAMP)
 
@@ -45,6 +45,12 @@ e2e: bootstrap browser
 
 test: bootstrap browser lint
 	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+# The benchmarks (not part of `make test`, which runs a tiny smoke of them): prints one table
+# and writes bench/results/*.json. BENCH_ARGS="--quick" for a short run.
+BENCH_ARGS ?=
+bench: bootstrap
+	$(PY) -m bench $(BENCH_ARGS)
 
 stage-function: bootstrap
 	$(PY) scripts/stage_function.py --out build/function
