@@ -96,7 +96,7 @@ resource "google_artifact_registry_repository_iam_member" "builder_writer" {
 # ------------------------------------------------------------------ model credentials
 
 # Only the secret's container is managed here: its value is added out of band
-# (`gcloud secrets versions add`, docs/deploy.md) and never passes through Terraform.
+# (`gcloud secrets versions add`, README.md, Deploy to Google Cloud) and never passes through Terraform.
 resource "google_secret_manager_secret" "gemini_api_key" {
   count = local.use_key ? 1 : 0
 

@@ -1,6 +1,6 @@
 # The identity Cloud Build runs as (`gcloud builds submit --service-account=...`): it tests,
 # pushes the edge image and applies this Terraform. Applying Terraform means managing the IAM
-# bindings above, so this account is powerful (docs/deploy.md: who may start builds matters).
+# bindings above, so this account is powerful (README.md, Deploy to Google Cloud: who may start builds matters).
 # It still gets named roles rather than roles/owner or roles/editor, so what it can do is
 # written down, and runtime identities never share it.
 

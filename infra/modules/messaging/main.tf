@@ -2,7 +2,7 @@
 #
 # The delivery is a push subscription of our own rather than the Eventarc trigger a Cloud
 # Function could be given: an Eventarc trigger's managed subscription has no message ordering,
-# and per-session order is part of the protocol (docs/deploy.md). The set-up mirrors what
+# and per-session order is part of the protocol (README.md, Deploy to Google Cloud). The set-up mirrors what
 # `make dev` builds on the emulator (devstack/stack.py: Stack.setup_pubsub).
 
 locals {

@@ -4,7 +4,7 @@
 # The services are created once their artifacts exist: the first `terraform apply` (no image,
 # no source archive) lays the foundation (APIs, repository, bucket, topics, identities,
 # Firestore); Cloud Build then builds the image and the function's source and applies again
-# with both (docs/deploy.md).
+# with both (README.md, Deploy to Google Cloud).
 
 locals {
   name_prefix     = "deploychat-${var.environment}"
