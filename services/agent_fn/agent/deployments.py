@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from deploychat.firestore_layout import deployment_ref
 
 from .event_store import EventDraft, Prepared, TurnLog
+from .session_state import PendingDeployment
 from .settings import AgentSettings
 from .tool_specs import DeployArgs
 from .tools import (
@@ -142,14 +143,15 @@ class DeploymentRunner:
         self,
         settings: AgentSettings,
         turn_log: TurnLog,
-        pending: dict[str, Any],
+        pending: PendingDeployment,
         source_dir: Callable[[str], Path],
     ) -> None:
         self._settings = settings
         self._log = turn_log
         self._pending = pending
-        self._id: str = pending["id"]
-        self._confirm: dict[str, Any] = pending["confirm"]
+        self._id = pending.id
+        self._confirm = pending.confirm
+        self.app = pending.confirm.app
         self._source_dir = source_dir
         self._ref = deployment_ref(turn_log.db, turn_log.session_id, self._id)
         self._cancel = CancelPoll(turn_log, settings.cancel_poll_s)
@@ -165,7 +167,7 @@ class DeploymentRunner:
 
     def run(self) -> DeploymentOutcome:
         state = self._start()
-        app = self._confirm["app"]
+        app = self.app
         if state == "cancelled":
             return DeploymentOutcome("Cancelled before the deployment started.", cancelled=True)
         if state == "interrupted":
@@ -211,7 +213,7 @@ class DeploymentRunner:
                             "create",
                             self._ref,
                             {
-                                **self._confirm,
+                                **self._confirm.model_dump(exclude_none=True),
                                 "status": "running",
                                 "turn_id": turn_id,
                                 "started_at": time.time(),
@@ -238,9 +240,12 @@ class DeploymentRunner:
         return state["kind"]
 
     def _deploy(self) -> DeployResult:
-        analysis = Analysis.model_validate(self._pending["analysis"])
-        source_dir = self._source_dir(self._confirm["source"])
-        if self._confirm["target"] == "local":
+        try:
+            analysis = Analysis.model_validate(self._pending.analysis)
+        except ValidationError as exc:
+            raise ToolError(f"the stored analysis is not usable ({exc}); analyse it again") from exc
+        source_dir = self._source_dir(self._confirm.source)
+        if self._confirm.target == "local":
             return deploy_local(
                 source_dir,
                 analysis,
@@ -250,11 +255,12 @@ class DeploymentRunner:
                 health_timeout_s=self._settings.local_health_timeout_s,
                 deployment_id=self._id,
             )
-        target = CloudRunTarget(
-            project=self._confirm["project"],
-            region=self._confirm["region"],
-            service=self._confirm["service"],
-        )
+        try:
+            target = CloudRunTarget.model_validate(
+                self._confirm.model_dump(include={"project", "region", "service"})
+            )
+        except ValidationError as exc:
+            raise ToolError(f"the Cloud Run target is not valid: {exc}") from exc
         return deploy_cloud_run(
             source_dir,
             analysis,

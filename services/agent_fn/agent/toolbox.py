@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from .event_store import EventDraft, TurnLog
 from .model import ToolCall
+from .session_state import Workspace, read_state
 from .settings import AgentSettings
 from .tool_specs import TOOLS, AnalyseArgs, DeployArgs, DockerfileArgs
 from .tools import Analysis, ToolError, analyse_repository, generate_dockerfile
@@ -51,7 +52,10 @@ class Toolbox:
         self._log = turn_log
         self._turn_id = turn_log.turn_id
         self._session_id = turn_log.session_id
-        self._workspace: dict[str, Any] = dict(session.get("workspace") or {})
+        workspace = read_state(session, "workspace", Workspace)
+        self._workspace: dict[str, Any] = (
+            workspace.model_dump(exclude_none=True) if workspace else {}
+        )
         self._done = done
 
     @property

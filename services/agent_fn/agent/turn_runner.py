@@ -20,6 +20,7 @@ from .deployments import DeploymentRunner, classify_reply, source_dir_for
 from .event_store import EventDraft, LeaseLost, TurnLog, TurnProgress
 from .history import read_history, session_notes
 from .model import HistoryMessage, Model, ToolCall, ToolResult, TurnContext
+from .session_state import PendingDeployment, read_state
 from .settings import AgentSettings
 from .tool_specs import tool_specs
 from .toolbox import Toolbox
@@ -115,15 +116,15 @@ class TurnRunner:
     ) -> bool:
         """Write the answer into `pieces`, running tools as asked; True if cancelled."""
         session = turn_log.session_data()
-        pending = session.get("pending_deployment")
+        pending = read_state(session, "pending_deployment", PendingDeployment)
         reply = classify_reply(turn.content) if pending else None
-        if pending and reply is not None:
+        if pending is not None and reply is not None:
             runner = DeploymentRunner(
                 self._settings, turn_log, pending, source_dir_for(self._settings, turn.session_id)
             )
             if reply == "no":
                 return pieces.add(runner.decline())
-            if pieces.add(f"Deploying **{pending['confirm']['app']}** …\n\n") or pieces.flush():
+            if pieces.add(f"Deploying **{runner.app}** …\n\n") or pieces.flush():
                 return True
             deployed = runner.run()
             return pieces.add(deployed.text) or deployed.cancelled
