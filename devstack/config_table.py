@@ -28,6 +28,10 @@ def env_names(name: str, field: FieldInfo, prefix: str) -> list[str]:
 
 
 def default_of(field: FieldInfo) -> str:
+    extra = field.json_schema_extra
+    if isinstance(extra, dict) and "shown_default" in extra:
+        # A default computed where it runs (a path): say how it is chosen, not what it was here.
+        return str(extra["shown_default"])
     if field.default_factory is not None:
         return f"`{field.default_factory()!r}`"  # type: ignore[call-arg]
     if field.default is None:

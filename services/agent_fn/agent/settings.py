@@ -75,15 +75,19 @@ class AgentSettings(CommonSettings):
         "Google Cloud.",
     )
     source_root: Path = Field(
-        default_factory=Path.cwd, description="Relative local paths are read from here."
+        default_factory=Path.cwd,
+        description="Relative local paths are read from here.",
+        json_schema_extra={"shown_default": "the working directory"},
     )
     work_dir: Path = Field(
         default_factory=lambda: Path(tempfile.gettempdir()) / "deploychat-work",
         description="Where git sources are cloned.",
+        json_schema_extra={"shown_default": "$TMPDIR/deploychat-work"},
     )
     deploy_state_dir: Path = Field(
         default_factory=lambda: Path(tempfile.gettempdir()) / "deploychat-deployments",
         description="Virtual environments, logs and state of local deployments.",
+        json_schema_extra={"shown_default": "$TMPDIR/deploychat-deployments"},
     )
     local_health_timeout_s: float = Field(
         default=90.0, description="How long a local deployment may take to answer HTTP."
