@@ -19,7 +19,9 @@ def main() -> int:
 
     stack = Stack(StackConfig(edge_port=args.port, echo=not args.quiet))
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # Explicitly: a process started in the background inherits SIGINT ignored.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     print("starting the emulators, the agent function and the edge ...", file=sys.stderr)
     stack.start()
     assert stack.pubsub and stack.firestore
