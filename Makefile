@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.synced
 PYTEST_ARGS ?=
 
-.PHONY: dev test lint unit integration e2e bench check-infra stage-function clean bootstrap browser
+.PHONY: dev test lint js-unit unit integration e2e bench check-infra stage-function clean bootstrap browser
 
 bootstrap: $(STAMP)
 
@@ -34,7 +34,11 @@ lint: bootstrap
 	$(VENV)/bin/mypy
 	@if [ -x scripts/check_infra.sh ]; then scripts/check_infra.sh; fi
 
-unit: bootstrap
+# The page's connection engine, under Node's own test runner (no packages needed).
+js-unit:
+	node --test tests/unit/js/
+
+unit: bootstrap js-unit
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 integration: bootstrap
@@ -43,7 +47,7 @@ integration: bootstrap
 e2e: bootstrap browser
 	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
 
-test: bootstrap browser lint
+test: bootstrap browser lint js-unit
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 # The benchmarks (not part of `make test`, which runs a tiny smoke of them): prints one table

@@ -77,6 +77,32 @@ def ws_url(stack: Stack) -> str:
 
 
 @pytest.fixture
+def offline(stack: Stack) -> Iterator[Stack]:
+    """The stack with the function in offline mode (no model credentials) for one test."""
+    saved = dict(stack.config.function_env)
+    stack.config.function_env = {"DEPLOYCHAT_OFFLINE_PIECE_DELAY_MS": "0"}
+    stack.restart_function()
+    yield stack
+    stack.config.function_env = saved
+    stack.restart_function()
+
+
+@pytest.fixture
+def cleanup_deployments(stack: Stack) -> Iterator[None]:
+    """Stops the apps a test deployed locally (they outlive the turn, by design)."""
+    yield
+    from google.cloud import firestore
+
+    from agent.tools import stop_local
+
+    db = firestore.Client(project=stack.config.project)
+    for record in db.collection_group("deployments").stream():
+        pid = (record.to_dict() or {}).get("pid")
+        if pid:
+            stop_local(int(pid))
+
+
+@pytest.fixture
 def uid() -> str:
     """A fresh id for this test's sessions, turns and markers."""
     return uuid.uuid4().hex[:12]

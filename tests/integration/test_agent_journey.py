@@ -4,35 +4,12 @@ from __future__ import annotations
 
 import time
 import urllib.request
-from collections.abc import Iterator
 
-import pytest
 from google.cloud import firestore
 
-from agent.tools import stop_local
 from devstack.stack import Stack
 from tests.support.fake_gemini import FakeGemini, Reply, Script
 from tests.support.ws import Frame, RawClient, assert_contiguous, events, reply_text
-
-
-@pytest.fixture
-def offline(stack: Stack) -> Iterator[Stack]:
-    saved = dict(stack.config.function_env)
-    stack.config.function_env = {"DEPLOYCHAT_OFFLINE_PIECE_DELAY_MS": "0"}
-    stack.restart_function()
-    yield stack
-    stack.config.function_env = saved
-    stack.restart_function()
-
-
-@pytest.fixture
-def cleanup_deployments(stack: Stack) -> Iterator[None]:
-    yield
-    db = firestore.Client(project=stack.config.project)
-    for record in db.collection_group("deployments").stream():
-        pid = (record.to_dict() or {}).get("pid")
-        if pid:
-            stop_local(int(pid))
 
 
 def progress_of(frames: list[Frame], deployment_id: str) -> list[int]:

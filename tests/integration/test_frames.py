@@ -102,6 +102,14 @@ def test_http_routes(stack: Stack, path: str) -> None:
         assert resp.status == 200
 
 
+def test_the_page_assets_are_revalidated(stack: Stack) -> None:
+    import urllib.request
+
+    with urllib.request.urlopen(stack.edge_url + "/static/engine.js", timeout=5) as resp:
+        assert resp.headers["Cache-Control"] == "no-cache"
+        assert "javascript" in resp.headers["Content-Type"]
+
+
 def test_edge_shutdown_closes_sockets_with_1012_and_sessions_resume(stack: Stack, uid: str) -> None:
     with RawClient(stack.ws_url) as client:
         session = client.init()["session_id"]

@@ -135,12 +135,14 @@ class Toolbox:
                 [self._error_event(exc.message)],
                 {},
             )
+        # What the user typed, not where it was found on this machine.
+        analysis = analysis.model_copy(update={"source": source})
         data = analysis.model_dump(mode="json")
         self._workspace = {"source": source, "analysis": data}
         summary = describe_analysis(analysis)
         return _Step(
             ToolOutcome({"summary": summary, "analysis": _for_model(data)}),
-            [{"type": "analysis", "turn_id": self._turn_id, "data": data}],
+            [{"type": "analysis", "turn_id": self._turn_id, "data": _for_people(data)}],
             {"workspace": self._workspace},
         )
 
@@ -233,6 +235,11 @@ def describe_analysis(a: Analysis) -> str:
         lines.append(f"Tests: {', '.join(a.tests.paths[:3]) or 'yes'}{command}.")
     lines.extend(f"Note: {w}" for w in a.warnings[:3])
     return " ".join(lines)
+
+
+def _for_people(data: dict[str, Any]) -> dict[str, Any]:
+    # Where the agent keeps its copy is nobody's business but the agent's.
+    return {k: v for k, v in data.items() if k != "path"}
 
 
 def _for_model(data: dict[str, Any]) -> dict[str, Any]:

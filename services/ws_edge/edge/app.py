@@ -41,6 +41,13 @@ def create_app(services: EdgeServices | None = None) -> Flask:
         if request.path == "/ws/chat":
             request.environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
 
+    @app.after_request
+    def revalidate_static(response: Response) -> Response:
+        # The page's modules change with every deploy: browsers must ask (ETag) before reuse.
+        if request.path.startswith("/static/"):
+            response.headers["Cache-Control"] = "no-cache"
+        return response
+
     @app.get("/healthz")
     def healthz() -> Response:
         return jsonify(status="ok", feeds=services.hub.feeds())
