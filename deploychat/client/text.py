@@ -24,7 +24,7 @@ _ANALYSIS_FIRST = ("language", "framework", "runtime", "start_command", "port")
 def event_line(event: SessionEvent) -> str | None:
     """One line for an event that is not part of a message's text; None for those that are."""
     if isinstance(event, AnalysisEvent):
-        return "analysis: " + ", ".join(f"{k}={_value(v)}" for k, v in _ordered(event.data))
+        return "analysis: " + _analysis(event.data)
     if isinstance(event, DeploymentUpdateEvent):
         return f"deploy {event.deployment_id} [{event.progress:3d}%] {event.stage}: {event.message}"
     if isinstance(event, DeploymentCompleteEvent):
@@ -42,6 +42,26 @@ def state_line(change: StateChanged, max_attempts: int) -> str:
     if change.state is ConnectionState.ERROR:
         return f"error: {change.reason}"
     return change.state.value
+
+
+def _analysis(data: dict[str, Any]) -> str:
+    """The agent's analysis in one line; a shape we do not know, field by field."""
+    if not {"name", "language", "start_command"} <= data.keys():
+        return ", ".join(f"{k}={_value(v)}" for k, v in _ordered(data))
+    version = f" {data['language_version']}" if data.get("language_version") else ""
+    parts = [f"{data['name']}: {data['language']}{version} {data.get('framework', '')}"]
+    if data.get("package_manager"):
+        lock = f" ({data['lock_file']})" if data.get("lock_file") else ""
+        parts.append(f"{data['package_manager']}{lock}")
+    parts.append(f"start `{data['start_command']}`")
+    if data.get("port"):
+        parts.append(f"port {data['port']}")
+    names = [v.get("name") for v in data.get("env_vars") or [] if isinstance(v, dict)]
+    if names:
+        parts.append("env " + ", ".join(str(n) for n in names))
+    if data.get("dockerfile"):
+        parts.append(f"has {data['dockerfile']}")
+    return ", ".join(parts)
 
 
 def _ordered(data: dict[str, Any]) -> list[tuple[str, Any]]:

@@ -200,6 +200,25 @@ def test_analysis_and_deployment_events_are_one_readable_line_each() -> None:
         "analysis: language=python, framework=flask, start_command=gunicorn app:app, port=8080, "
         'env=PORT/DEBUG, extra={"b":1}'
     )
+    agents = AnalysisEvent(
+        seq=1,
+        turn_id="t",
+        data={
+            "name": "hello-flask",
+            "language": "python",
+            "language_version": "3.12",
+            "framework": "flask",
+            "package_manager": "pip",
+            "start_command": "gunicorn app:app",
+            "port": 8080,
+            "env_vars": [{"name": "PORT", "evidence": []}, {"name": "GREETING", "evidence": []}],
+            "evidence": {"port": [{"file": "app.py", "line": 3, "snippet": "x"}]},
+        },
+    )
+    assert event_line(agents) == (
+        "analysis: hello-flask: python 3.12 flask, pip, start `gunicorn app:app`, port 8080, "
+        "env PORT, GREETING"
+    )
     update = DeploymentUpdateEvent(
         seq=2,
         turn_id="t",
