@@ -259,7 +259,26 @@ class Stack:
             self.stop()
             raise
 
+    def stop_local_deployments(self) -> int:
+        """Stop the apps the agent deployed locally; they outlive turns, not the stack."""
+        from google.cloud import firestore
+
+        from agent.tools import stop_local
+
+        db = firestore.Client(project=self.config.project)
+        stopped = 0
+        for record in db.collection_group("deployments").stream():
+            pid = (record.to_dict() or {}).get("pid")
+            if isinstance(pid, int) and stop_local(pid):
+                stopped += 1
+        return stopped
+
     def stop(self) -> None:
+        if self.firestore is not None and self.firestore.process.alive:
+            try:
+                self.stop_local_deployments()
+            except Exception as exc:  # best effort: the stack must stop regardless
+                print(f"could not stop local deployments: {exc}", file=sys.stderr)
         for proc in (self.edge, self.function):
             if proc is not None:
                 proc.stop()

@@ -91,15 +91,7 @@ def offline(stack: Stack) -> Iterator[Stack]:
 def cleanup_deployments(stack: Stack) -> Iterator[None]:
     """Stops the apps a test deployed locally (they outlive the turn, by design)."""
     yield
-    from google.cloud import firestore
-
-    from agent.tools import stop_local
-
-    db = firestore.Client(project=stack.config.project)
-    for record in db.collection_group("deployments").stream():
-        pid = (record.to_dict() or {}).get("pid")
-        if pid:
-            stop_local(int(pid))
+    stack.stop_local_deployments()
 
 
 @pytest.fixture
