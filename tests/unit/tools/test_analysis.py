@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from agent.tools.repo_files import Limits
 from agent.tools.source import app_name, is_git_url, redact
 from deploychat.errors import TransientError
 from tests.support import sample_repos as samples
+from tests.support.silent_server import silent_server
 
 
 def analyse(builder: Callable[[Path], Path], tmp_path: Path) -> Analysis:
@@ -264,34 +264,14 @@ def test_credentials_in_a_url_are_never_repeated(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def silent_server() -> Iterator[int]:
+def silent_port() -> Iterator[int]:
     """A TCP server that accepts connections and never answers."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen()
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        server.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                held.append(server.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield server.getsockname()[1]
-    stop.set()
-    thread.join()
-    for conn in held:
-        conn.close()
-    server.close()
+    with silent_server() as port:
+        yield port
 
 
-def test_clone_timeout(tmp_path: Path, silent_server: int) -> None:
-    url = f"http://127.0.0.1:{silent_server}/app.git"
+def test_clone_timeout(tmp_path: Path, silent_port: int) -> None:
+    url = f"http://127.0.0.1:{silent_port}/app.git"
     with pytest.raises((ToolError, TransientError), match="longer than 1 s"):
         analyse_repository(url, workdir=tmp_path / "work", clone_timeout_s=1)
 

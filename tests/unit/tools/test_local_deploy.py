@@ -4,8 +4,6 @@ answers HTTP; and the ways it must fail or stop cleanly."""
 from __future__ import annotations
 
 import shutil
-import socket
-import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -24,6 +22,7 @@ from agent.tools import (
     stop_local,
 )
 from tests.support import sample_repos as samples
+from tests.support.silent_server import silent_server
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 
@@ -156,28 +155,8 @@ def test_state_dir_inside_the_source_is_not_copied(
 @pytest.fixture
 def silent_index() -> Iterator[str]:
     """A package index that accepts connections and never answers: installs hang on it."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen()
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        server.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                held.append(server.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.getsockname()[1]}/simple"
-    stop.set()
-    thread.join()
-    for conn in held:
-        conn.close()
-    server.close()
+    with silent_server() as port:
+        yield f"http://127.0.0.1:{port}/simple"
 
 
 def test_cancel_mid_install_kills_everything(tmp_path: Path, silent_index: str) -> None:

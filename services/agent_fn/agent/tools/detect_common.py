@@ -217,3 +217,29 @@ class _Clause:
             if self.has_patch
             else (version >= want2 and version[0] == self.major),
         }.get(self.op, False)
+
+
+def scan_port(
+    repo: RepoFiles,
+    found: Findings,
+    sources: list[str],
+    reads_port: re.Pattern[str],
+    port_patterns: Iterable[re.Pattern[str]],
+) -> bool:
+    """Record whether the code reads PORT and the port it falls back to; True if one is found.
+
+    The entry point is searched first: where several files name a port, it is the one that
+    starts the server.
+    """
+    ordered = sorted(sources, key=lambda f: f != found.entry_point)
+    reads = first_match(repo, ordered, reads_port)
+    if reads:
+        found.reads_port_env = True
+        found.add("port", repo.evidence(reads[0], reads[1]))
+    for pattern in port_patterns:
+        hit = first_match(repo, ordered, pattern)
+        if hit and (port := valid_port(hit[2].group(1))):
+            found.port = port
+            found.add("port", repo.evidence(hit[0], hit[1]))
+            return True
+    return False

@@ -11,7 +11,7 @@ from .detect_common import (
     file_evidence,
     first_match,
     scan_env_vars,
-    valid_port,
+    scan_port,
 )
 from .repo_files import RepoFiles
 
@@ -101,14 +101,4 @@ def _framework(repo: RepoFiles, found: Findings, sources: list[str]) -> None:
 
 
 def _port(repo: RepoFiles, found: Findings, sources: list[str]) -> None:
-    ordered = sorted(sources, key=lambda f: f != found.entry_point)
-    reads = first_match(repo, ordered, _READS_PORT)
-    if reads:
-        found.reads_port_env = True
-        found.add("port", repo.evidence(reads[0], reads[1]))
-    for pattern in _PORT_PATTERNS:
-        hit = first_match(repo, ordered, pattern)
-        if hit and (port := valid_port(hit[2].group(1))):
-            found.port = port
-            found.add("port", repo.evidence(hit[0], hit[1]))
-            return
+    scan_port(repo, found, sources, _READS_PORT, _PORT_PATTERNS)

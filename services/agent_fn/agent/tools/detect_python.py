@@ -15,7 +15,7 @@ from .detect_common import (
     first_match,
     pick_version,
     scan_env_vars,
-    valid_port,
+    scan_port,
 )
 from .repo_files import RepoFiles
 
@@ -294,17 +294,8 @@ def _module(rel: str) -> str:
 
 
 def _port(repo: RepoFiles, found: Findings, sources: list[str]) -> None:
-    ordered = sorted(sources, key=lambda f: f != found.entry_point)
-    reads = first_match(repo, ordered, _READS_PORT)
-    if reads:
-        found.reads_port_env = True
-        found.add("port", repo.evidence(reads[0], reads[1]))
-    for pattern in (_ENV_PORT_DEFAULT, _RUN_PORT):
-        hit = first_match(repo, ordered, pattern)
-        if hit and (port := valid_port(hit[2].group(1))):
-            found.port = port
-            found.add("port", repo.evidence(hit[0], hit[1]))
-            return
+    if scan_port(repo, found, sources, _READS_PORT, (_ENV_PORT_DEFAULT, _RUN_PORT)):
+        return
     if found.framework:
         found.default_port = _FRAMEWORK_DEFAULT_PORT.get(found.framework)
 
