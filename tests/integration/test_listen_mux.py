@@ -1,0 +1,82 @@
+"""The edge's shared Firestore listener: many targets on one stream, surviving a broken stream."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from google.cloud import firestore
+
+from devstack.stack import Emulator, StackConfig
+from edge.listen_mux import ListenMux
+
+PROJECT = "mux-test"
+
+
+@pytest.fixture
+def emulator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
+    emulator = Emulator("firestore", StackConfig(log_dir=tmp_path))
+    emulator.start()
+    emulator.wait_ready()
+    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", emulator.host)
+    yield emulator
+    emulator.stop()
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_many_targets_share_one_stream_and_survive_a_broken_stream(emulator: Emulator) -> None:
+    db = firestore.Client(project=PROJECT)
+    mux = ListenMux(lambda: db, backoff_s=(0.1, 1.0))
+    seen: dict[str, set[int]] = defaultdict(set)
+    lock = threading.Lock()
+
+    def collector(session: str) -> Callable[[str, dict[str, object]], None]:
+        def on_document(doc_id: str, data: dict[str, object]) -> None:
+            with lock:
+                seen[session].add(int(str(data["seq"])))
+
+        return on_document
+
+    sessions = [f"s{n}" for n in range(20)]
+    subscriptions = []
+    for session in sessions:
+        events = db.collection("sessions").document(session).collection("events")
+        query = events.order_by("seq", direction=firestore.Query.DESCENDING).limit(10)
+        subscriptions.append(mux.watch(query, collector(session)))
+
+    def write(seq: int) -> None:
+        for session in sessions:
+            ref = db.collection("sessions").document(session).collection("events")
+            ref.document(f"{seq:012d}").set({"seq": seq})
+
+    write(1)
+    wait_until(lambda: all(1 in seen[s] for s in sessions))
+    assert mux.targets == 20
+
+    # The emulator dies and comes back on the same port (empty, as emulators do).
+    emulator.stop()
+    time.sleep(0.5)
+    emulator.process.start()
+    emulator.wait_ready()
+    write(2)
+    wait_until(lambda: all(2 in seen[s] for s in sessions), timeout=30)
+    assert mux.reconnects >= 1
+
+    # An unsubscribed target hears nothing more; the others still do.
+    subscriptions[0].unsubscribe()
+    write(3)
+    wait_until(lambda: all(3 in seen[s] for s in sessions[1:]))
+    time.sleep(0.5)
+    assert 3 not in seen[sessions[0]]
+    assert mux.targets == 19
+    mux.close()
