@@ -33,3 +33,10 @@ class CommonSettings(BaseSettings):
         default=30.0,
         description="Sessions, events and turns get an expire_at this far ahead (TTL policy).",
     )
+    trace_exporter: Literal["auto", "none", "console", "gcp"] = Field(
+        default="auto",
+        description="Where traces go: auto is Cloud Trace on Google Cloud (K_SERVICE), else none.",
+    )
+    trace_sample_ratio: float = Field(
+        default=1.0, ge=0.0, le=1.0, description="Share of new traces recorded (chat turns)."
+    )

@@ -459,6 +459,7 @@ def test_edge_roles() -> None:
     assert project_roles(d, "edge_project_roles") == {
         "roles/datastore.user",
         "roles/logging.logWriter",
+        "roles/cloudtrace.agent",
     }
     pub = d.resource("google_pubsub_topic_iam_member", "edge_publisher")
     assert pub["role"] == "roles/pubsub.publisher"
@@ -473,6 +474,7 @@ def test_agent_roles() -> None:
     assert project_roles(d, "agent_project_roles") == {
         "roles/datastore.user",
         "roles/logging.logWriter",
+        "roles/cloudtrace.agent",
         "roles/aiplatform.user",
     }
     assert 'local.use_vertex ? ["roles/aiplatform.user"] : []' in d.locals["agent_project_roles"]
@@ -590,6 +592,7 @@ def test_apis_enabled() -> None:
         "secretmanager.googleapis.com",
         "aiplatform.googleapis.com",
         "iam.googleapis.com",
+        "cloudtrace.googleapis.com",
     } <= services
 
 

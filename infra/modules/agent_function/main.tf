@@ -15,6 +15,7 @@ locals {
     [
       "roles/datastore.user",    # the session log: transactions on sessions, events, turns
       "roles/logging.logWriter", # structured logs
+      "roles/cloudtrace.agent",  # spans of the turns it runs
     ],
     local.use_vertex ? ["roles/aiplatform.user"] : [], # Gemini through Vertex AI
   ))

@@ -10,6 +10,7 @@ locals {
   edge_project_roles = toset([
     "roles/datastore.user",    # reads the session log; creates sessions, writes cancel flags
     "roles/logging.logWriter", # structured logs
+    "roles/cloudtrace.agent",  # spans of the chats it accepts
   ])
 
   environment = merge(var.extra_env, {

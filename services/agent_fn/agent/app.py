@@ -8,6 +8,7 @@ from typing import Any
 from google.cloud import firestore
 
 from deploychat.logging_setup import setup_logging
+from deploychat.tracing import setup_tracing
 
 from .model import Model, build_model
 from .settings import AgentSettings
@@ -23,6 +24,7 @@ class Agent:
     ) -> None:
         self.settings = settings or AgentSettings()
         setup_logging(self.settings)
+        setup_tracing(self.settings, "agent_fn")
         self._db = db
         self._model = model
         self._runner: TurnRunner | None = None

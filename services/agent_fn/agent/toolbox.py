@@ -16,6 +16,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from deploychat.tracing import tracer
+
 from .event_store import EventDraft, TurnLog
 from .model import ToolCall
 from .session_state import Workspace, read_state
@@ -25,6 +27,7 @@ from .tools import Analysis, ToolError, analyse_repository, generate_dockerfile
 from .tools.source import is_git_url
 
 log = logging.getLogger(__name__)
+_tracer = tracer(__name__)
 
 
 @dataclass
@@ -74,7 +77,8 @@ class Toolbox:
         key = _call_key(call.name, args)
         if key in self._done:
             return ToolOutcome(**self._done[key])
-        step = self._execute(call.name, args)
+        with _tracer.start_as_current_span(f"tool.{call.name}"):
+            step = self._execute(call.name, args)
         self._log.append(
             step.drafts,
             {f"tools.{key}": asdict(step.outcome)},

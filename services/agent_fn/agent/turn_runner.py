@@ -14,6 +14,7 @@ from typing import Any
 from google.cloud import firestore
 
 from deploychat.errors import DeploychatError, PermanentError, TransientError
+from deploychat.tracing import tracer
 from deploychat.turn_message import TurnRequest
 
 from .deployments import DeploymentRunner, classify_reply, source_dir_for
@@ -26,6 +27,7 @@ from .tool_specs import tool_specs
 from .toolbox import Toolbox
 
 log = logging.getLogger(__name__)
+_tracer = tracer(__name__)
 
 
 class TurnRunner:
@@ -126,19 +128,23 @@ class TurnRunner:
                 return pieces.add(runner.decline())
             if pieces.add(f"Deploying **{runner.app}** …\n\n") or pieces.flush():
                 return True
-            deployed = runner.run()
+            with _tracer.start_as_current_span(
+                "deployment", attributes={"deploychat.deployment_id": pending.id}
+            ):
+                deployed = runner.run()
             return pieces.add(deployed.text) or deployed.cancelled
         toolbox = Toolbox(self._settings, turn_log, session, dict(progress.tools))
         context = TurnContext(tools=tool_specs(), notes=session_notes(session))
         conversation = self._model.start(self._history(turn), turn.content, context)
         for _ in range(self._settings.max_tool_rounds):
             calls: list[ToolCall] = []
-            for item in conversation.stream():
-                if isinstance(item, ToolCall):
-                    calls.append(item)
-                    continue
-                if pieces.add(item):
-                    return True
+            with _tracer.start_as_current_span("model.step"):
+                for item in conversation.stream():
+                    if isinstance(item, ToolCall):
+                        calls.append(item)
+                        continue
+                    if pieces.add(item):
+                        return True
             if not calls:
                 return False
             # What was said so far reaches the user before a tool that may take minutes.

@@ -11,6 +11,7 @@ from flask import Flask, Response, jsonify, request, send_from_directory
 from flask_sock import Sock
 
 from deploychat.logging_setup import setup_logging
+from deploychat.tracing import setup_tracing
 
 from .connection import CLOSE_POLICY, Connection, EdgeServices, FrameSignal, InlineReader
 from .settings import EdgeSettings
@@ -24,6 +25,7 @@ def create_app(services: EdgeServices | None = None) -> Flask:
     services = services or EdgeServices(EdgeSettings())
     settings = services.settings
     setup_logging(settings)
+    setup_tracing(settings, "ws_edge")
 
     app = Flask(__name__, static_folder=str(STATIC_DIR), static_url_path="/static")
     app.config["SOCK_SERVER_OPTIONS"] = {

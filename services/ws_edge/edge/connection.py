@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from opentelemetry.trace import SpanKind
 from pydantic import BaseModel
 from simple_websocket import ConnectionClosed
 
@@ -26,6 +27,7 @@ from deploychat.protocol import (
     dump_frame,
     parse_client_frame,
 )
+from deploychat.tracing import tracer
 from deploychat.turn_message import TurnRequest
 
 from .publisher import TurnPublisher
@@ -34,6 +36,7 @@ from .session_stream import SessionFeed, SessionHub
 from .settings import EdgeSettings
 
 log = logging.getLogger(__name__)
+_tracer = tracer(__name__)
 
 CLOSE_POLICY = 1008
 CLOSE_INTERNAL = 1011
@@ -173,12 +176,17 @@ class Connection:
         turn = TurnRequest(
             session_id=session_id, turn_id=frame.id, content=frame.content, accepted_at=time.time()
         )
-        try:
-            self._services.publisher.publish(turn)
-        except TransientError as exc:
-            self._error("internal", exc.message, frame.id)
-            return
-        self._send(AckFrame(id=frame.id))
+        with _tracer.start_as_current_span(
+            "chat.accept",
+            kind=SpanKind.PRODUCER,
+            attributes={"deploychat.session_id": session_id, "deploychat.turn_id": frame.id},
+        ):
+            try:
+                self._services.publisher.publish(turn)
+            except TransientError as exc:
+                self._error("internal", exc.message, frame.id)
+                return
+            self._send(AckFrame(id=frame.id))
 
     def _cancel(self, frame: CancelFrame, session_id: str) -> None:
         try:

@@ -8,6 +8,7 @@ import threading
 from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 
 from deploychat.errors import TransientError
+from deploychat.tracing import inject
 from deploychat.turn_message import TurnRequest
 
 from .settings import EdgeSettings
@@ -40,6 +41,8 @@ class TurnPublisher:
     def publish(self, turn: TurnRequest) -> str:
         """Publish and wait until Pub/Sub has it; returns the message id."""
         data, attributes = turn.to_pubsub()
+        # The function continues this trace (deploychat.tracing).
+        inject(attributes)
         client = self.client
         try:
             future = client.publish(self._topic, data, ordering_key=turn.session_id, **attributes)
