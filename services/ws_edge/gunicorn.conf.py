@@ -5,13 +5,22 @@ from __future__ import annotations
 import signal
 from typing import Any
 
+import gevent
+
 from edge.settings import EdgeSettings
 
 _settings = EdgeSettings()
 
+# gevent records, for debugging, the stack that spawned each greenlet: a list of frames kept
+# for the greenlet's life, about 1 KB for each socket's greenlet. Not worth it here.
+gevent.config.track_greenlet_tree = False
+
 bind = f"0.0.0.0:{_settings.port}"
 worker_class = "gevent"
 workers = 1
+# Requests handled at once. An open chat socket is not one: its request ends with the handshake
+# and the socket lives on in a greenlet of its own (edge/app.py), so gunicorn neither counts
+# nor waits for sockets; the drain below closes them.
 worker_connections = 20000
 # Sockets live for up to an hour; the arbiter's timeout only checks the worker is alive.
 timeout = 60
@@ -36,7 +45,14 @@ def post_worker_init(worker: Any) -> None:
                 closed = services.hub.drain(1012, "service restart")
                 worker.log.info("drained %d sockets", closed)
 
-        gevent.spawn(drain)
+        worker.deploychat_drain = gevent.spawn(drain)
         original(sig, frame)
 
     signal.signal(signal.SIGTERM, handle_exit)
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    # gunicorn waits for no socket (see worker_connections): let the 1012s go out first.
+    drain = getattr(worker, "deploychat_drain", None)
+    if drain is not None:
+        drain.join(graceful_timeout)

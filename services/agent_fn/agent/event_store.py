@@ -62,6 +62,12 @@ class TurnProgress:
     emitted_text: str
     cancel_requested: bool
     tools: dict[str, Any]  # outcomes of the tool calls already made, by call key
+    # The session document as this attempt found it (before its own writes).
+    session: dict[str, Any] = field(default_factory=dict)
+
+
+# What `begin` stores with the lease: events and turn progress, decided from the progress found.
+Opening = Callable[[TurnProgress], tuple[list[EventDraft], dict[str, Any]]]
 
 
 class TurnLog:
@@ -87,18 +93,24 @@ class TurnLog:
 
     # ------------------------------------------------------------------ begin
 
-    def begin(self) -> TurnProgress | None:
-        """Take the session for this turn. None if the turn is already finished (a duplicate)."""
+    def begin(self, opening: Opening | None = None) -> TurnProgress | None:
+        """Take the session for this turn. None if the turn is already finished (a duplicate).
+
+        `opening(progress)`, if given, returns the first events and progress to store in the
+        same transaction (the user's message and typing, unless an earlier attempt stored them):
+        one commit before the model is asked, not two.
+        """
         lease = uuid.uuid4().hex
-        progress: TurnProgress | None = _run(self._db, self._begin, lease)
+        progress: TurnProgress | None = _run(self._db, self._begin, lease, opening)
         if progress is not None:
             self._lease = lease
         return progress
 
-    def _begin(self, txn: firestore.Transaction, lease: str) -> TurnProgress | None:
+    def _begin(
+        self, txn: firestore.Transaction, lease: str, opening: Opening | None
+    ) -> TurnProgress | None:
         now = self._clock()
-        session = _data(self._session.get(transaction=txn))
-        turn = _data(self._turn.get(transaction=txn))
+        session, turn = self._read(txn)
         if turn.get("status") in ("done", "abandoned"):
             return None
         active = session.get("active_turn") or {}
@@ -127,9 +139,24 @@ class TurnLog:
             txn.set(other_ref, {"status": "abandoned", "finished_at": now}, merge=True)
             log.warning("turn %s of session %s abandoned", abandoned["turn_id"], self.session_id)
         attempts = int(turn.get("attempts", 0)) + 1
+        progress = TurnProgress(
+            lease=lease,
+            attempts=attempts,
+            user_stored=bool(turn.get("user_stored")),
+            typing_on=bool(turn.get("typing_on")),
+            emitted_text=str(turn.get("emitted_text", "")),
+            cancel_requested=bool(turn.get("cancel_requested")),
+            tools=dict(turn.get("tools") or {}),
+            session=session,
+        )
+        opened: dict[str, Any] = {}
+        if opening is not None:
+            drafts, opened = opening(progress)
+            seq = self._write_events(txn, seq, drafts, now)
         txn.set(
             self._turn,
             {
+                **opened,
                 "turn_id": self.turn_id,
                 "status": "running",
                 "lease": lease,
@@ -153,15 +180,7 @@ class TurnLog:
             },
             merge=True,
         )
-        return TurnProgress(
-            lease=lease,
-            attempts=attempts,
-            user_stored=bool(turn.get("user_stored")),
-            typing_on=bool(turn.get("typing_on")),
-            emitted_text=str(turn.get("emitted_text", "")),
-            cancel_requested=bool(turn.get("cancel_requested")),
-            tools=dict(turn.get("tools") or {}),
-        )
+        return progress
 
     # ------------------------------------------------------------------ append
 
@@ -206,8 +225,7 @@ class TurnLog:
         prepare: Prepare | None,
     ) -> bool:
         now = self._clock()
-        session = _data(self._session.get(transaction=txn))
-        turn = _data(self._turn.get(transaction=txn))
+        session, turn = self._read(txn)
         if turn.get("lease") != lease or turn.get("status") != "running":
             raise LeaseLost(f"turn {self.turn_id}: a newer attempt took over")
         writes: list[Write] = []
@@ -236,6 +254,13 @@ class TurnLog:
         if turn_update:
             txn.update(self._turn, turn_update)
         return bool(turn.get("cancel_requested"))
+
+    def _read(self, txn: firestore.Transaction) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The session and the turn, read in the transaction with one request."""
+        found = {
+            snap.reference.path: _data(snap) for snap in txn.get_all([self._session, self._turn])
+        }
+        return found.get(self._session.path, {}), found.get(self._turn.path, {})
 
     @property
     def db(self) -> firestore.Client:

@@ -42,6 +42,7 @@ class TurnRunner:
         self._model = model
         self._settings = settings
         self._clock = clock
+        self._tools = tool_specs()  # JSON schemas built once, not per turn
 
     def run(self, turn: TurnRequest) -> None:
         turn_log = TurnLog(
@@ -51,7 +52,8 @@ class TurnRunner:
             lease_s=self._settings.turn_lease_s,
             ttl_s=self._settings.session_ttl_days * 86400,
         )
-        progress = turn_log.begin()
+        # The user's message and typing go with the lease: one commit before the model is asked.
+        progress = turn_log.begin(lambda found: self._opening(turn, found))
         if progress is None:
             log.info("turn %s/%s already answered", turn.session_id, turn.turn_id)
             return
@@ -60,11 +62,12 @@ class TurnRunner:
         except LeaseLost:
             log.warning("turn %s/%s: a newer attempt took over", turn.session_id, turn.turn_id)
 
-    def _run(self, turn: TurnRequest, turn_log: TurnLog, progress: TurnProgress) -> None:
-        last_attempt = progress.attempts >= self._settings.max_delivery_attempts
+    def _opening(
+        self, turn: TurnRequest, progress: TurnProgress
+    ) -> tuple[list[EventDraft], dict[str, Any]]:
+        """The user's message and typing, unless an earlier attempt stored them."""
         if progress.attempts > self._settings.max_delivery_attempts:
-            self._fail(turn, turn_log, PermanentError("gave up on this turn", "agent_failed"))
-            return
+            return [], {}
         drafts: list[EventDraft] = []
         if not progress.user_stored:
             drafts.append(
@@ -79,19 +82,21 @@ class TurnRunner:
             )
         if not progress.typing_on:
             drafts.append({"type": "typing", "turn_id": turn.turn_id, "is_typing": True})
-        cancelled = progress.cancel_requested
-        if drafts:
-            cancelled = (
-                turn_log.append(drafts, {"user_stored": True, "typing_on": True}) or cancelled
-            )
+        return drafts, ({"user_stored": True, "typing_on": True} if drafts else {})
+
+    def _run(self, turn: TurnRequest, turn_log: TurnLog, progress: TurnProgress) -> None:
+        last_attempt = progress.attempts >= self._settings.max_delivery_attempts
+        if progress.attempts > self._settings.max_delivery_attempts:
+            self._fail(turn, turn_log, PermanentError("gave up on this turn", "agent_failed"))
+            return
         pieces = PieceWriter(
             turn_log, turn.turn_id, progress.emitted_text, self._interval, self._clock
         )
-        if cancelled:
+        if progress.cancel_requested:
             self._stop(turn, turn_log, pieces.shown)
             return
         try:
-            stopped = self._answer(turn, turn_log, progress, pieces) or pieces.flush()
+            stopped = self._answer(turn, turn_log, progress, pieces)
         except TransientError as exc:
             if not last_attempt:
                 log.warning("turn %s: transient failure, Pub/Sub will retry: %s", turn.turn_id, exc)
@@ -104,8 +109,12 @@ class TurnRunner:
         if stopped:
             self._stop(turn, turn_log, pieces.shown)
             return
+        # The text not sent yet goes with the final message, in the same commit. (A cancel is
+        # heard at each piece; once the model has said everything, the answer is finished.)
+        rest = pieces.rest()
         turn_log.append(
             [
+                *rest,
                 self._final(turn, pieces.full),
                 {"type": "typing", "turn_id": turn.turn_id, "is_typing": False},
             ],
@@ -117,7 +126,7 @@ class TurnRunner:
         self, turn: TurnRequest, turn_log: TurnLog, progress: TurnProgress, pieces: PieceWriter
     ) -> bool:
         """Write the answer into `pieces`, running tools as asked; True if cancelled."""
-        session = turn_log.session_data()
+        session = progress.session
         pending = read_state(session, "pending_deployment", PendingDeployment)
         reply = classify_reply(turn.content) if pending else None
         if pending is not None and reply is not None:
@@ -134,7 +143,7 @@ class TurnRunner:
                 deployed = runner.run()
             return pieces.add(deployed.text) or deployed.cancelled
         toolbox = Toolbox(self._settings, turn_log, session, dict(progress.tools))
-        context = TurnContext(tools=tool_specs(), notes=session_notes(session))
+        context = TurnContext(tools=self._tools, notes=session_notes(session))
         conversation = self._model.start(self._history(turn), turn.content, context)
         for _ in range(self._settings.max_tool_rounds):
             calls: list[ToolCall] = []
@@ -258,17 +267,29 @@ class PieceWriter:
 
     def flush(self) -> bool:
         self._last_flush = self._clock()
-        if self._diverged or len(self.full) <= len(self.shown):
+        piece = self._piece()
+        if piece is None:
             return False
-        delta = self.full[len(self.shown) :]
-        draft: dict[str, Any] = {
+        cancelled = self._log.append([piece], {"emitted_text": self.full})
+        self.shown = self.full
+        return cancelled
+
+    def rest(self) -> list[EventDraft]:
+        """The piece `flush` would store, for the caller to store with other events at once."""
+        piece = self._piece()
+        if piece is None:
+            return []
+        self.shown = self.full
+        return [piece]
+
+    def _piece(self) -> EventDraft | None:
+        if self._diverged or len(self.full) <= len(self.shown):
+            return None
+        return {
             "type": "chat",
             "turn_id": self._turn_id,
             "message_id": reply_id(self._turn_id),
             "role": "assistant",
-            "delta": delta,
+            "delta": self.full[len(self.shown) :],
             "final": False,
         }
-        cancelled = self._log.append([draft], {"emitted_text": self.full})
-        self.shown = self.full
-        return cancelled

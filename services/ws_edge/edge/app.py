@@ -7,14 +7,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Flask, Response, jsonify, request, send_from_directory
-from flask_sock import Sock
+from flask import Flask, Response, abort, jsonify, request, send_from_directory
 
 from deploychat.logging_setup import setup_logging
 from deploychat.tracing import setup_tracing
 
-from .connection import CLOSE_POLICY, Connection, EdgeServices, FrameSignal, InlineReader
+from .connection import CLOSE_POLICY, Connection, EdgeServices, spawn
 from .settings import EdgeSettings
+from .websocket import HandshakeError, WebSocket, handshake
 
 log = logging.getLogger(__name__)
 
@@ -28,20 +28,7 @@ def create_app(services: EdgeServices | None = None) -> Flask:
     setup_tracing(settings, "ws_edge")
 
     app = Flask(__name__, static_folder=str(STATIC_DIR), static_url_path="/static")
-    app.config["SOCK_SERVER_OPTIONS"] = {
-        "max_message_size": settings.max_frame_bytes,
-        "thread_class": InlineReader,
-        "event_class": FrameSignal,
-    }
     app.extensions["deploychat"] = services
-    sock = Sock(app)
-
-    @app.before_request
-    def no_compression() -> None:
-        # permessage-deflate keeps a zlib context per socket (hundreds of KB with a browser's
-        # defaults); our frames are small JSON, so sockets are worth more than bytes here.
-        if request.path == "/ws/chat":
-            request.environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
 
     @app.after_request
     def revalidate_static(response: Response) -> Response:
@@ -60,16 +47,45 @@ def create_app(services: EdgeServices | None = None) -> Flask:
         response.headers["Cache-Control"] = "no-cache"
         return response
 
-    @sock.route("/ws/chat")  # type: ignore[untyped-decorator]
-    def chat(ws: Any) -> None:
+    @app.route("/ws/chat", websocket=True)
+    def chat() -> Response:
+        ws = accept(request.environ, settings)
         connection = Connection(ws, services)
         if not origin_allowed(request.headers.get("Origin"), request.host, settings):
             log.warning("refused origin %s", request.headers.get("Origin"))
             connection.close(CLOSE_POLICY, "origin not allowed")
-            return
-        connection.run()
+        spawn(connection.run)
+        return SocketTaken()
 
     return app
+
+
+def accept(environ: dict[str, Any], settings: EdgeSettings) -> WebSocket:
+    """The WebSocket handshake, on a copy of the request's socket that outlives the request.
+
+    The request's greenlet (gunicorn, Flask: a deep stack) ends as soon as the socket is open;
+    the socket is then read by a greenlet of its own that starts with an empty stack and stays
+    shallow (Connection.run). A greenlet keeps every page of stack it has ever touched, and the
+    request's objects (WSGI environ, Flask context) die with it: about 8 KB a socket. gunicorn
+    closes its copy of the socket when the request returns; this one stays open.
+    """
+    if "gunicorn.socket" not in environ:
+        abort(500, "the chat WebSocket needs gunicorn")
+    try:
+        response = handshake(environ)
+    except HandshakeError as exc:
+        abort(exc.status, str(exc))
+    sock = environ["gunicorn.socket"].dup()
+    sock.sendall(response)
+    return WebSocket(sock, settings.max_frame_bytes)
+
+
+class SocketTaken(Response):
+    """The answer to an upgraded request: nothing more is written, and gunicorn lets go."""
+
+    def __call__(self, environ: Any, start_response: Any) -> Any:
+        # gunicorn ends the request, and closes its copy of the socket, on StopIteration.
+        raise StopIteration()
 
 
 def origin_allowed(origin: str | None, host: str, settings: EdgeSettings) -> bool:

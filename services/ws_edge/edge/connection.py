@@ -11,13 +11,13 @@ from typing import Any
 
 from opentelemetry.trace import SpanKind
 from pydantic import BaseModel
-from simple_websocket import ConnectionClosed
 
 from deploychat.errors import ProtocolError, TransientError
 from deploychat.protocol import (
     AckFrame,
     CancelFrame,
     ChatFrame,
+    ClientFrame,
     ConnectedFrame,
     ErrorCode,
     ErrorFrame,
@@ -34,6 +34,13 @@ from .publisher import TurnPublisher
 from .session_store import SessionStore
 from .session_stream import SessionFeed, SessionHub
 from .settings import EdgeSettings
+from .websocket import ConnectionClosed, WebSocket
+
+try:
+    from gevent import monkey as _monkey
+    from gevent import spawn as _gevent_spawn
+except ImportError:  # pragma: no cover - the edge always runs under gevent
+    _gevent_spawn = None
 
 log = logging.getLogger(__name__)
 _tracer = tracer(__name__)
@@ -59,59 +66,80 @@ class EdgeServices:
 
 
 class Connection:
-    def __init__(self, ws: Any, services: EdgeServices) -> None:
+    def __init__(self, ws: WebSocket, services: EdgeServices) -> None:
         self._ws = ws
         self._services = services
         self._settings = services.settings
-        self._send_lock = threading.Lock()
         self._open = True
         self._session_id: str | None = None
         self._feed: SessionFeed | None = None
         self._cursor = 0
-        self._deliver_lock = threading.Lock()
+        # Guards the two greenlets that come and go: delivery and frame handling.
+        self._lock = threading.Lock()
         self._delivering = False
+        self._handling = False
+        self._inbox: list[ClientFrame | ProtocolError] = []
         self._chat_times: list[float] = []
 
     # ---------------------------------------------------------------- lifecycle
 
     def run(self) -> None:
-        """Read and handle frames until the socket closes (see InlineReader)."""
+        """Read and handle frames until the socket closes: the socket's own greenlet."""
         hub = self._services.hub
         hub.register(self)
-        self._ws.event.callback = self._drain_input
         try:
-            self._ws.thread.run()
+            self._ws.serve(self._receive)
         finally:
             self._open = False
             hub.unregister(self)
+            # A session being opened right now is released by _init, which sees _open False.
             if self._feed is not None:
                 self._feed.unsubscribe(self)
                 hub.release(self._feed)
 
-    def _drain_input(self) -> None:
-        while self._ws.input_buffer:
-            raw = self._ws.input_buffer.pop(0)
+    def _receive(self, raw: str | bytes) -> None:
+        """One frame from the client; frames are handled in the order they came.
+
+        A ping with nothing queued before it is answered here, at once. Anything else goes to a
+        greenlet that handles the queue in order and ends with it: init, chat and cancel call
+        Firestore and Pub/Sub, whose deep stacks would otherwise stay in this greenlet's memory
+        for the socket's whole life (a greenlet keeps every page of stack it has touched).
+        """
+        try:
+            frame: ClientFrame | ProtocolError = parse_client_frame(raw)
+        except ProtocolError as exc:
+            frame = exc
+        if isinstance(frame, PingFrame) and not self._inbox and not self._handling:
+            if self._open:
+                self._send(PongFrame(ts=frame.ts))
+            return
+        self._inbox.append(frame)
+        with self._lock:
+            if self._handling:
+                return
+            self._handling = True
+        spawn(self._handle_inbox)
+
+    def _handle_inbox(self) -> None:
+        while True:
+            with self._lock:
+                if not self._inbox:
+                    self._handling = False
+                    return
+                frame = self._inbox.pop(0)
             try:
-                self._handle(raw)
+                self._handle(frame)
             except Exception:
                 log.exception("handling a frame failed")
                 self._error("internal", "the frame could not be handled")
 
     def close(self, code: int, reason: str) -> None:
         self._open = False
-        try:
-            with self._send_lock:
-                self._ws.close(reason=code, message=reason)
-        except ConnectionClosed:
-            pass
-        except OSError as exc:
-            log.debug("close failed: %s", exc)
+        self._ws.close(code, reason)
 
     def _send(self, frame: BaseModel) -> None:
-        text = dump_frame(frame)
         try:
-            with self._send_lock:
-                self._ws.send(text)
+            self._ws.send(dump_frame(frame))
         except (ConnectionClosed, OSError):
             self._open = False
 
@@ -120,13 +148,11 @@ class Connection:
 
     # ---------------------------------------------------------------- frames
 
-    def _handle(self, raw: str | bytes) -> None:
+    def _handle(self, frame: ClientFrame | ProtocolError) -> None:
         if not self._open:
             return
-        try:
-            frame = parse_client_frame(raw)
-        except ProtocolError as exc:
-            self._error(exc.code, exc.message, exc.ref)
+        if isinstance(frame, ProtocolError):
+            self._error(frame.code, frame.message, frame.ref)
             return
         if isinstance(frame, PingFrame):
             self._send(PongFrame(ts=frame.ts))
@@ -162,8 +188,13 @@ class Connection:
         # Without last_seq the client wants what comes next; with it, everything after it.
         self._cursor = last_seq if frame.last_seq is None else frame.last_seq
         self._send(ConnectedFrame(session_id=session_id, last_seq=last_seq, resumed=resumed))
-        feed = self._feed = self._services.hub.acquire(session_id)
+        feed = self._services.hub.acquire(session_id)
         feed.note_last_seq(last_seq)
+        if not self._open:
+            # The socket closed while the session was opened: run() has cleaned up already.
+            self._services.hub.release(feed)
+            return
+        self._feed = feed
         feed.subscribe(self)
 
     def _chat(self, frame: ChatFrame, session_id: str) -> None:
@@ -203,10 +234,10 @@ class Connection:
         """The feed knows of events past our cursor: start delivering, unless already on it.
 
         Delivery runs in a greenlet of its own only while there is something to send, so an
-        idle socket costs no greenlet besides its request's.
+        idle socket costs no greenlet besides its reader's.
         """
         feed = self._feed
-        with self._deliver_lock:
+        with self._lock:
             if self._delivering or not self._open or feed is None or self._cursor >= feed.high:
                 return
             self._delivering = True
@@ -224,7 +255,7 @@ class Connection:
                         return
                     self._cursor = event.seq
                 self._cursor = max(self._cursor, cursor)
-                with self._deliver_lock:
+                with self._lock:
                     # Checked under the lock kick() takes, so no kick falls between the two.
                     if not self._open or self._cursor >= feed.high:
                         self._delivering = False
@@ -234,46 +265,17 @@ class Connection:
             self._error("internal", "the event stream failed; reconnect with last_seq")
             self.close(CLOSE_INTERNAL, "event stream failed")
         finally:
-            with self._deliver_lock:
+            with self._lock:
                 self._delivering = False
 
 
-class InlineReader:
-    """simple-websocket's `thread_class`: its read loop runs in the request's own greenlet.
-
-    simple-websocket would start a reader thread per socket while the request waits on an
-    event; with gevent that is two greenlets (and their stacks) per socket. `Connection.run`
-    runs the loop itself, and frames are handled as they arrive (FrameSignal).
-    """
-
-    def __init__(self, target: Callable[[], None]) -> None:
-        self._target = target
-        self.name = "inline-reader"
-
-    def start(self) -> None:
-        pass
-
-    def run(self) -> None:
-        self._target()
-
-
-class FrameSignal:
-    """simple-websocket's `event_class`: set when a frame (or the close) has arrived."""
-
-    def __init__(self) -> None:
-        self.callback: Callable[[], None] | None = None
-
-    def set(self) -> None:
-        if self.callback is not None:
-            self.callback()
-
-    def clear(self) -> None:
-        pass
-
-    def wait(self, timeout: float | None = None) -> bool:
-        return True
-
-
 def spawn(target: Callable[..., None], *args: Any) -> None:
-    # Under the gevent worker threading is patched, so this is a greenlet.
-    threading.Thread(target=target, args=args, daemon=True).start()
+    """Run `target` concurrently: a bare greenlet under the gevent worker, else a thread.
+
+    gevent's patched `threading.Thread` would do too, but it adds a Thread object, an Event and
+    locks to every greenlet, and its start() waits for the greenlet to run.
+    """
+    if _gevent_spawn is not None and _monkey.is_module_patched("threading"):
+        _gevent_spawn(target, *args)
+    else:
+        threading.Thread(target=target, args=args, daemon=True).start()

@@ -5,7 +5,10 @@ The client library's `on_snapshot` opens a gRPC stream per listener, and gRPC ca
 than that would stall (googleapis/google-cloud-java#3514). A stream also costs tens of KB and a
 thread. The Listen RPC itself takes many targets on one stream, as the mobile and web SDKs use
 it; this module does the same. On a broken stream it reconnects with backoff and adds every
-target again with its last resume token, so the server sends only what changed meanwhile.
+target again afresh: the server sends each target's window again, and the sessions' feeds skip
+what they already hold. No resume tokens: a token from before a failover (or an emulator's
+restart) can silently lose changes, and correctness never rests on the listener anyway (each
+socket's cursor and the catch-up reads by seq do).
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from google.cloud.firestore_v1.types import ListenRequest, Target
 log = logging.getLogger(__name__)
 
 DocumentCallback = Callable[[str, dict[str, Any]], None]
+# Whether a document (by id) is already known to the watcher: then it is not decoded again.
+KnownDocument = Callable[[str], bool]
 
 
 @dataclass
@@ -34,7 +39,7 @@ class _Target:
     parent: str
     query: Any  # StructuredQuery proto
     on_document: DocumentCallback
-    resume_token: bytes = b""
+    known: KnownDocument | None = None
 
 
 class ListenMux:
@@ -57,10 +62,26 @@ class ListenMux:
 
     # ---------------------------------------------------------------- public
 
-    def watch(self, query: firestore.Query, on_document: DocumentCallback) -> Subscription:
-        """Call `on_document(doc_id, data)` for each document added to or changed in `query`."""
+    def watch(
+        self,
+        query: firestore.Query,
+        on_document: DocumentCallback,
+        known: KnownDocument | None = None,
+    ) -> Subscription:
+        """Call `on_document(doc_id, data)` for each document added to or changed in `query`.
+
+        A listener may send a document again unchanged (the emulator re-sends a query's whole
+        result set on every change); with `known`, the documents it says are known already
+        are skipped before they are decoded. Only for documents that never change.
+        """
         parent, _ = query._parent._parent_info()
-        target = _Target(next(self._ids), parent, query._to_protobuf(), on_document)
+        target = _Target(
+            next(self._ids),
+            parent,
+            query._to_protobuf(),
+            on_document,
+            known,
+        )
         with self._lock:
             self._targets[target.target_id] = target
             if self._requests is not None:
@@ -97,7 +118,6 @@ class ListenMux:
             add_target=Target(
                 query=Target.QueryTarget(parent=target.parent, structured_query=target.query),
                 target_id=target.target_id,
-                resume_token=target.resume_token or None,
             ),
         )
 
@@ -150,13 +170,13 @@ class ListenMux:
         which = pb.WhichOneof("response_type")
         if which == "document_change":
             change = pb.document_change
+            doc_id = change.document.name.rsplit("/", 1)[-1]
             targets = [self._targets.get(t) for t in change.target_ids]
-            live = [t for t in targets if t is not None]
+            live = [t for t in targets if t is not None and not (t.known and t.known(doc_id))]
             if not live:
                 return
             document = response.document_change.document
             data: dict[str, Any] = _helpers.decode_dict(document.fields, self._db)  # type: ignore[assignment]
-            doc_id = document.name.rsplit("/", 1)[-1]
             for target in live:
                 try:
                     target.on_document(doc_id, data)
@@ -164,19 +184,15 @@ class ListenMux:
                     log.exception("listener callback for target %d failed", target.target_id)
         elif which == "target_change":
             change = pb.target_change
-            if change.resume_token:
-                ids = change.target_ids or list(self._targets)
-                for target_id in ids:
-                    if (known := self._targets.get(target_id)) is not None:
-                        known.resume_token = change.resume_token
+            # Resume tokens are not kept (see the module's docstring): a token change that
+            # names every target costs nothing, with 10 targets or 10,000.
             if change.target_change_type == change.REMOVE and change.cause.code:
-                # The server dropped a target (e.g. a bad token): listen to it again afresh.
+                # The server dropped a target (an error on its side): listen to it again.
                 log.warning("listen target removed: %s", change.cause.message)
                 with self._lock:
                     for target_id in change.target_ids:
                         dropped = self._targets.get(target_id)
                         if dropped is not None and self._requests is not None:
-                            dropped.resume_token = b""
                             self._requests.put(self._add_request(dropped))
         # document_delete / document_remove: events leaving a bounded window; nothing to do.
 

@@ -81,12 +81,17 @@ class SessionStore:
         turn_ref(self.db, session_id, turn_id).set({"cancel_requested": True}, merge=True)
 
     def watch(
-        self, session_id: str, window: int, on_events: Callable[[list[SessionEvent]], None]
+        self,
+        session_id: str,
+        window: int,
+        on_events: Callable[[list[SessionEvent]], None],
+        known: Callable[[int], bool] | None = None,
     ) -> Unsubscribe:
         """Listen to the session's newest `window` events; call back with each one added.
 
         A bounded query: a listener's whole result set is re-sent on every change (measured
         on the emulator), so a listener on the whole collection would cost O(events) per write.
+        Events never change, so those `known(seq)` says are held already are not decoded again.
         All sessions share one Listen stream (listen_mux).
         """
         query = (
@@ -94,7 +99,13 @@ class SessionStore:
             .order_by("seq", direction=firestore.Query.DESCENDING)
             .limit(window)
         )
-        return self.mux.watch(query, lambda doc_id, doc: on_events([to_event(doc_id, doc)]))
+
+        def known_id(doc_id: str) -> bool:
+            return known is not None and _is_seq_id(doc_id) and known(int(doc_id))
+
+        return self.mux.watch(
+            query, lambda doc_id, doc: on_events([to_event(doc_id, doc)]), known_id
+        )
 
     @property
     def mux(self) -> ListenMux:
@@ -120,9 +131,13 @@ def to_event(doc_id: str, doc: dict[str, Any]) -> SessionEvent:
         )
 
 
+def _is_seq_id(doc_id: str) -> bool:
+    return len(doc_id) == SEQ_WIDTH and doc_id.isdigit()
+
+
 def _seq_from_id(doc_id: str) -> int:
     # Event ids are the zero-padded seq (firestore_layout), so the place survives a bad body.
-    return int(doc_id) if doc_id.isdigit() and len(doc_id) == SEQ_WIDTH else 1
+    return int(doc_id) if _is_seq_id(doc_id) else 1
 
 
 def _expiry(now: float, ttl_days: float) -> datetime.datetime:

@@ -59,7 +59,7 @@ class SessionFeed:
         with self._start_lock:
             if self._watch is None and not self._closed:
                 self._watch = self._store.watch(
-                    self.session_id, self._settings.listen_window, self.ingest
+                    self.session_id, self._settings.listen_window, self.ingest, self.knows
                 )
 
     def stop(self) -> None:
@@ -94,6 +94,10 @@ class SessionFeed:
             grew = self._high > before
         if grew:
             self._kick()
+
+    def knows(self, seq: int) -> bool:
+        """Whether the event `seq` is in memory (the listener need not decode it again)."""
+        return seq in self._recent
 
     def take(self, cursor: int) -> tuple[list[SessionEvent], int]:
         """The events after `cursor` that are known to exist, and the cursor after them.

@@ -1,0 +1,609 @@
+"""Load clients: thousands of WebSockets held by a few worker processes.
+
+The client that measures must not be what is measured. Each worker process holds its share of
+the sockets on one asyncio loop with a minimal RFC 6455 client: one `asyncio.Protocol` per
+socket and no task per socket, the handshake written by hand, every frame it sends masked and
+built once before the clock starts, every frame it receives parsed in place (a pong is known by
+its first bytes, without JSON). So a ping costs the client one `write` and a pong one callback.
+
+The parent drives the workers through a pipe (`ClientPool.call`): a command goes to every worker,
+each does its share, and each answers once. Three dialects share the client:
+
+- `ours`: the deploychat protocol (`init`, then `ping`/`pong`, `chat`, stored events);
+- `bare`: a server that only answers `{"type":"ping"}` with `{"type":"pong"}` (bench/peers.py);
+- `socketio`: Engine.IO 4 / Socket.IO 5 over a WebSocket (`40` connect, `42["ping",…]` events,
+  and the Engine.IO heartbeat `2` answered with `3`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import collections
+import contextlib
+import json
+import multiprocessing
+import os
+import random
+import time
+import traceback
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any, Literal
+
+Dialect = Literal["ours", "bare", "socketio"]
+PATHS: dict[Dialect, str] = {
+    "ours": "/ws/chat",
+    "bare": "/",
+    "socketio": "/socket.io/?EIO=4&transport=websocket",
+}
+
+OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
+
+
+def frame(payload: bytes, opcode: int = OP_TEXT) -> bytes:
+    """One masked client frame (RFC 6455 section 5.2)."""
+    key = os.urandom(4)
+    n = len(payload)
+    if n < 126:
+        header = bytes([0x80 | opcode, 0x80 | n])
+    elif n < 1 << 16:
+        header = bytes([0x80 | opcode, 0x80 | 126]) + n.to_bytes(2, "big")
+    else:
+        header = bytes([0x80 | opcode, 0x80 | 127]) + n.to_bytes(8, "big")
+    repeated = (key * (n // 4 + 1))[:n]
+    masked = (int.from_bytes(payload, "big") ^ int.from_bytes(repeated, "big")).to_bytes(n, "big")
+    return header + key + masked
+
+
+def text_frame(obj: Any) -> bytes:
+    return frame(json.dumps(obj, separators=(",", ":")).encode())
+
+
+# Built once: what a ping, the answers to the server's heartbeats, and a close cost the client.
+PING: dict[Dialect, bytes] = {
+    "ours": frame(b'{"type":"ping","ts":1}'),
+    "bare": frame(b'{"type":"ping","ts":1}'),
+    "socketio": frame(b'42["ping",{"ts":1}]'),
+}
+PONG_PREFIX: dict[Dialect, bytes] = {
+    "ours": b'{"type":"pong"',
+    "bare": b'{"type":"pong"',
+    "socketio": b'42["pong"',
+}
+INIT = frame(b'{"type":"init"}')
+SIO_CONNECT = frame(b"40")
+EIO_PONG = frame(b"3")
+CLOSE = frame((1000).to_bytes(2, "big"), OP_CLOSE)
+
+
+class HandshakeError(Exception):
+    pass
+
+
+@dataclass
+class Turn:
+    """One chat turn as one client saw it (perf_counter times, and the wall time it was sent)."""
+
+    turn_id: str
+    sent: float
+    sent_wall: float
+    ack: float | None = None
+    first_piece: float | None = None
+    final: float | None = None
+    end: float | None = None
+    errors: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        def since(t: float | None) -> float | None:
+            return None if t is None else t - self.sent
+
+        return {
+            "turn_id": self.turn_id,
+            "sent_wall": self.sent_wall,
+            "ack": since(self.ack),
+            "first_piece": since(self.first_piece),
+            "final": since(self.final),
+            "end": since(self.end),
+            "errors": self.errors,
+        }
+
+
+class Socket(asyncio.Protocol):
+    """One client WebSocket: a few attributes, no task."""
+
+    def __init__(self, worker: Worker, handshake: bytes) -> None:
+        self.worker = worker
+        self.handshake = handshake
+        self.transport: asyncio.Transport | None = None
+        self.buffer = b""
+        self.upgraded = False
+        self.opened: asyncio.Future[None] = worker.loop.create_future()
+        self.closed = False
+        self.expected_close = False
+        self.fragments: bytearray | None = None
+        self.session_id: str | None = None
+        self.ping_sent = 0.0  # perf_counter of the outstanding ping; 0 when none
+        self.ping_sink: list[float] | None = None
+        self.turn: Turn | None = None
+
+    # ---------------------------------------------------------------- asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.write(self.handshake)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if not self.opened.done():
+            self.opened.set_exception(HandshakeError(f"closed before it opened: {exc!r}"))
+        self.worker.on_lost(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self.buffer:
+            data = self.buffer + data
+            self.buffer = b""
+        if not self.upgraded:
+            end = data.find(b"\r\n\r\n")
+            if end < 0:
+                self.buffer = data
+                return
+            status = data[: data.find(b"\r\n")]
+            if b" 101 " not in status:
+                self.fail(HandshakeError(status.decode(errors="replace")))
+                return
+            self.upgraded = True
+            data = data[end + 4 :]
+            self.worker.on_upgraded(self)
+        self.parse(data)
+
+    # ---------------------------------------------------------------- frames
+
+    def parse(self, data: bytes) -> None:
+        pos, n = 0, len(data)
+        while n - pos >= 2:
+            b0, b1 = data[pos], data[pos + 1]
+            length, head = b1 & 0x7F, 2
+            if length == 126:
+                if n - pos < 4:
+                    break
+                length, head = int.from_bytes(data[pos + 2 : pos + 4], "big"), 4
+            elif length == 127:
+                if n - pos < 10:
+                    break
+                length, head = int.from_bytes(data[pos + 2 : pos + 10], "big"), 10
+            if n - pos < head + length:
+                break
+            payload = data[pos + head : pos + head + length]
+            pos += head + length
+            self.on_frame(b0, payload)
+        if pos < n:
+            self.buffer = data[pos:]
+
+    def on_frame(self, b0: int, payload: bytes) -> None:
+        opcode, fin = b0 & 0x0F, b0 & 0x80
+        if opcode in (OP_TEXT, OP_BINARY):
+            if fin:
+                self.worker.on_message(self, payload)
+            else:
+                self.fragments = bytearray(payload)
+        elif opcode == OP_CONT and self.fragments is not None:
+            self.fragments += payload
+            if fin:
+                message, self.fragments = bytes(self.fragments), None
+                self.worker.on_message(self, message)
+        elif opcode == OP_PING:
+            self.write(frame(payload, OP_PONG))
+        elif opcode == OP_CLOSE:
+            code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
+            self.worker.close_codes[code] = self.worker.close_codes.get(code, 0) + 1
+            if not self.closed:
+                self.write(CLOSE)
+            self.close()
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    def close(self) -> None:
+        self.expected_close = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def fail(self, exc: Exception) -> None:
+        if not self.opened.done():
+            self.opened.set_exception(exc)
+        self.close()
+
+
+class Worker:
+    """One client process: its share of the sockets and what they measured."""
+
+    def __init__(self, pipe: Connection, index: int) -> None:
+        self.pipe = pipe
+        self.index = index
+        self.tag = f"b{index}{os.urandom(3).hex()}"  # turn ids unique across pools and runs
+        self.loop = asyncio.get_running_loop()
+        self.dialect: Dialect = "ours"
+        self.send_init = True
+        self.sockets: list[Socket] = []
+        self.unexpected_closes = 0
+        self.close_codes: dict[int, int] = {}  # close frames from the server, by code
+        self.heartbeat: asyncio.Task[None] | None = None
+        self.heartbeat_latencies: list[float] = []
+        self.recording = False
+        self.events: list[tuple[str, int, float]] = []
+        self.protocol_errors: list[str] = []
+        self.idle: collections.deque[Socket] = collections.deque()
+        self.finished: list[Turn] = []
+        self.turns_started = 0
+
+    async def serve(self) -> None:
+        commands: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {
+            "open": self.open,
+            "heartbeat": self.set_heartbeat,
+            "ping_spread": self.ping_spread,
+            "ping_burst": self.ping_burst,
+            "record": self.record,
+            "collect": self.collect,
+            "turns": self.turns,
+            "status": self.status,
+            "close_all": self.close_all,
+        }
+        while True:
+            name, kwargs = await self.loop.run_in_executor(None, self.pipe.recv)
+            if name == "exit":
+                await self.close_all()
+                self.pipe.send({})
+                return
+            try:
+                result = await commands[name](**kwargs)
+            except Exception as exc:
+                result = {"error": f"{exc!r}\n{traceback.format_exc()}"}
+            self.pipe.send(result)
+
+    # ---------------------------------------------------------------- socket callbacks
+
+    def on_upgraded(self, sock: Socket) -> None:
+        if self.dialect == "ours" and self.send_init:
+            sock.write(INIT)
+        elif self.dialect == "bare" or self.dialect == "ours":
+            sock.opened.set_result(None)
+        # socketio: wait for the Engine.IO open packet ("0{...}").
+
+    def on_lost(self, sock: Socket) -> None:
+        if sock.opened.done() and not sock.expected_close:
+            self.unexpected_closes += 1
+
+    def on_message(self, sock: Socket, payload: bytes) -> None:
+        dialect = self.dialect
+        if payload.startswith(PONG_PREFIX[dialect]):
+            if sock.ping_sent and sock.ping_sink is not None:
+                sock.ping_sink.append(time.perf_counter() - sock.ping_sent)
+            sock.ping_sent = 0.0
+            return
+        if dialect == "socketio":
+            if payload == b"2":
+                sock.write(EIO_PONG)
+            elif payload.startswith(b"0{"):
+                sock.write(SIO_CONNECT)
+            elif payload.startswith(b"40") and not sock.opened.done():
+                sock.opened.set_result(None)
+            return
+        if dialect == "bare":
+            return
+        obj = json.loads(payload)
+        if "seq" in obj:
+            self.on_event(sock, obj)
+            return
+        kind = obj.get("type")
+        if kind == "connected" and not sock.opened.done():
+            sock.session_id = obj["session_id"]
+            sock.opened.set_result(None)
+        elif kind == "ack" and sock.turn is not None and obj.get("id") == sock.turn.turn_id:
+            sock.turn.ack = time.perf_counter()
+        elif kind == "error":
+            self.protocol_errors.append(payload.decode(errors="replace")[:200])
+            if sock.turn is not None and obj.get("ref") == sock.turn.turn_id:
+                sock.turn.errors.append(str(obj.get("code")))
+                self.end_turn(sock)
+
+    def on_event(self, sock: Socket, obj: dict[str, Any]) -> None:
+        if self.recording and sock.session_id is not None:
+            self.events.append((sock.session_id, int(obj["seq"]), time.time()))
+        turn = sock.turn
+        if turn is None or obj.get("turn_id") != turn.turn_id:
+            return
+        now = time.perf_counter()
+        kind = obj.get("type")
+        if kind == "chat" and obj.get("role") == "assistant":
+            if turn.first_piece is None:
+                turn.first_piece = now
+            if obj.get("final"):
+                turn.final = now
+        elif kind == "typing" and obj.get("is_typing") is False:
+            turn.end = now
+            self.end_turn(sock)
+        elif kind == "error":
+            turn.errors.append(str(obj.get("code")))
+
+    def end_turn(self, sock: Socket) -> None:
+        if sock.turn is not None:
+            self.finished.append(sock.turn)
+            sock.turn = None
+            if not sock.closed:
+                self.idle.append(sock)
+
+    # ---------------------------------------------------------------- commands
+
+    async def open(
+        self,
+        host: str,
+        port: int,
+        dialect: Dialect,
+        count: int,
+        concurrency: int = 64,
+        timeout_s: float = 30.0,
+        init: bool = True,
+    ) -> dict[str, Any]:
+        """Open `count` more sockets (and init them, unless not `init`): how many opened."""
+        self.dialect = dialect
+        self.send_init = init
+        key = base64.b64encode(os.urandom(16)).decode()
+        handshake = (
+            f"GET {PATHS[dialect]} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+        gate = asyncio.Semaphore(concurrency)
+        errors: list[str] = []
+        new: list[Socket] = []
+        started = time.perf_counter()
+
+        async def one() -> None:
+            async with gate:
+                sock = Socket(self, handshake)
+                try:
+                    await asyncio.wait_for(
+                        self.loop.create_connection(lambda: sock, host, port), timeout_s
+                    )
+                    await asyncio.wait_for(asyncio.shield(sock.opened), timeout_s)
+                except (OSError, TimeoutError, HandshakeError) as exc:
+                    errors.append(repr(exc))
+                    sock.close()
+                    return
+                new.append(sock)
+
+        await asyncio.gather(*(one() for _ in range(count)))
+        self.sockets.extend(new)
+        return {
+            "opened": len(new),
+            "failed": len(errors),
+            "errors": errors[:3],
+            "seconds": time.perf_counter() - started,
+            "session_ids": [s.session_id for s in new if s.session_id],
+        }
+
+    async def set_heartbeat(self, interval_s: float) -> dict[str, Any]:
+        """Every socket pings every `interval_s` (0: off), spread evenly over the interval."""
+        if self.heartbeat is not None:
+            self.heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.heartbeat
+            self.heartbeat = None
+        latencies, self.heartbeat_latencies = self.heartbeat_latencies, []
+        if interval_s > 0 and self.sockets:
+            self.heartbeat = self.loop.create_task(self._beat(interval_s))
+        return {"latencies": latencies}
+
+    async def _beat(self, interval_s: float) -> None:
+        while True:
+            await self._pings(len(self.sockets) / interval_s, interval_s, self.heartbeat_latencies)
+
+    async def _pings(self, rate: float, duration_s: float, sink: list[float]) -> int:
+        """Pings at `rate` a second for `duration_s`, round robin; returns how many were sent."""
+        live = [s for s in self.sockets if not s.closed]
+        if not live or rate <= 0:
+            await asyncio.sleep(duration_s)
+            return 0
+        ping, interval = PING[self.dialect], 1.0 / rate
+        start = time.perf_counter()
+        due, end, i, sent = start, start + duration_s, 0, 0
+        while due < end:
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            sock = live[i % len(live)]
+            i += 1
+            due += interval
+            if sock.closed or sock.ping_sent:
+                continue
+            sock.ping_sink = sink
+            sock.ping_sent = time.perf_counter()
+            sock.write(ping)
+            sent += 1
+        return sent
+
+    async def ping_spread(self, rate: float, duration_s: float) -> dict[str, Any]:
+        latencies: list[float] = []
+        sent = await self._pings(rate, duration_s, latencies)
+        await self._settle(lambda: len(latencies) >= sent, 5.0)
+        return {"latencies": latencies, "sent": sent}
+
+    async def ping_burst(self, at_wall: float, timeout_s: float = 10.0) -> dict[str, Any]:
+        """At wall time `at_wall` every socket pings at once (the other workers too)."""
+        live = [s for s in self.sockets if not s.closed and not s.ping_sent]
+        ping = PING[self.dialect]
+        latencies: list[float] = []
+        await asyncio.sleep(max(0.0, at_wall - time.time()))
+        start = time.perf_counter()
+        for sock in live:
+            sock.ping_sink = latencies
+            sock.ping_sent = time.perf_counter()
+            sock.write(ping)
+        span = time.perf_counter() - start
+        await self._settle(lambda: len(latencies) >= len(live), timeout_s)
+        for sock in live:
+            sock.ping_sent = 0.0
+        return {"latencies": latencies, "sent": len(live), "send_span": span}
+
+    async def record(self, on: bool) -> dict[str, Any]:
+        self.recording = on
+        if on:
+            self.events = []
+        return {}
+
+    async def collect(self) -> dict[str, Any]:
+        events, self.events = self.events, []
+        errors, self.protocol_errors = self.protocol_errors, []
+        return {"events": events, "protocol_errors": errors}
+
+    async def turns(
+        self,
+        rate: float,
+        duration_s: float,
+        max_turns: int,
+        content: str,
+        timeout_s: float,
+        one_at_a_time: bool = False,
+    ) -> dict[str, Any]:
+        """Turns on this worker's sessions, each on a session with no turn running.
+
+        Open loop: a turn every 1/rate s; skipped when no session is idle. `one_at_a_time`:
+        the next turn starts when the last one has ended, after a pause of 0.5 to 1.5 times
+        1/rate (so it meets the pipeline at a random moment), on the next session in turn.
+        """
+        self.idle = collections.deque(s for s in self.sockets if s.session_id and not s.closed)
+        self.finished = []
+        sessions = len(self.idle)
+        skipped, started = 0, 0
+        interval = 1.0 / rate
+        start = time.perf_counter()
+        due, end = start, start + duration_s
+        while due < end and started < max_turns:
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if one_at_a_time:
+                await self._settle(self._ended(started), timeout_s)
+                due = time.perf_counter() + interval * random.uniform(0.5, 1.5)
+                if started and due >= end:
+                    break
+                await asyncio.sleep(due - time.perf_counter())
+            else:
+                due += interval
+            if not self.idle:
+                skipped += 1
+                continue
+            sock = self.idle.popleft()
+            self.turns_started += 1
+            turn_id = f"{self.tag}-{self.turns_started}"
+            sock.turn = Turn(turn_id, time.perf_counter(), time.time())
+            # The marker lets the fake model say when this turn's request reached it.
+            chat = {"type": "chat", "id": turn_id, "content": f"{content} [[{turn_id}]]"}
+            sock.write(text_frame(chat))
+            started += 1
+        sent_for = time.perf_counter() - start
+        await self._settle(lambda: len(self.finished) >= started, timeout_s)
+        unfinished = [s.turn for s in self.sockets if s.turn is not None]
+        for sock in self.sockets:
+            sock.turn = None
+        return {
+            "sessions": sessions,
+            "started": started,
+            "skipped": skipped,
+            "seconds": sent_for,
+            "turns": [t.summary() for t in self.finished],
+            "unfinished": [t.summary() for t in unfinished if t is not None],
+        }
+
+    def _ended(self, count: int) -> Callable[[], bool]:
+        return lambda: len(self.finished) >= count
+
+    async def status(self) -> dict[str, Any]:
+        return {
+            "open": sum(1 for s in self.sockets if not s.closed),
+            "unexpected_closes": self.unexpected_closes,
+            "close_codes": self.close_codes,
+        }
+
+    async def close_all(self) -> dict[str, Any]:
+        await self.set_heartbeat(0)
+        for sock in self.sockets:
+            if not sock.closed:
+                sock.write(CLOSE)
+                sock.close()
+        self.sockets = []
+        await asyncio.sleep(0.2)
+        return {}
+
+    async def _settle(self, done: Callable[[], bool], timeout_s: float) -> None:
+        deadline = time.perf_counter() + timeout_s
+        while not done() and time.perf_counter() < deadline:
+            await asyncio.sleep(0.01)
+
+
+def _worker_main(pipe: Connection, index: int) -> None:
+    async def main() -> None:
+        await Worker(pipe, index).serve()
+
+    asyncio.run(main())
+
+
+class ClientPool:
+    """Worker processes driven together: `call` sends a command to each and gathers replies."""
+
+    def __init__(self, workers: int) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self._pipes: list[Connection] = []
+        self._procs: list[multiprocessing.process.BaseProcess] = []
+        for index in range(workers):
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_worker_main, args=(child, index), daemon=True)
+            proc.start()
+            self._pipes.append(parent)
+            self._procs.append(proc)
+
+    def __enter__(self) -> ClientPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def size(self) -> int:
+        return len(self._pipes)
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self._procs if p.pid is not None]
+
+    def call(
+        self, command: str, each: Sequence[dict[str, Any]] | dict[str, Any], timeout_s: float = 600
+    ) -> list[dict[str, Any]]:
+        """Run `command` on every worker (`each`: one kwargs per worker, or the same for all)."""
+        kwargs = [each] * self.size if isinstance(each, dict) else list(each)
+        for pipe, args in zip(self._pipes, kwargs, strict=True):
+            pipe.send((command, args))
+        results: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout_s
+        for pipe in self._pipes:
+            if not pipe.poll(max(0.0, deadline - time.monotonic())):
+                raise TimeoutError(f"client worker did not answer {command!r} in {timeout_s}s")
+            result: dict[str, Any] = pipe.recv()
+            if "error" in result:
+                raise RuntimeError(f"client worker failed {command!r}: {result['error']}")
+            results.append(result)
+        return results
+
+    def close(self) -> None:
+        for pipe in self._pipes:
+            with contextlib.suppress(OSError):
+                pipe.send(("exit", {}))
+        for proc in self._procs:
+            proc.join(5)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(5)
+        self._pipes, self._procs = [], []

@@ -1,0 +1,75 @@
+"""How big and how long each scenario runs: the full run, and the quick one the smoke test uses.
+
+Every load loop is bounded by these counts and durations, so a run always ends by itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+SCENARIOS = ("capacity", "peers", "fanout", "turns", "throughput")
+
+
+@dataclass
+class Plan:
+    # Client processes that hold the load's sockets.
+    workers: int = 4
+    # 1 and 5: idle capacity (ours, then the peers) at each size, in one growing set of sockets.
+    sizes: list[int] = field(default_factory=lambda: [1000, 2500, 5000, 7500, 10000])
+    warm: int = 20  # sockets open when the baseline RSS is read
+    heartbeat_s: float = 30.0  # every socket pings this often while idle (PROTOCOL.md)
+    settle_s: float = 3.0
+    idle_s: float = 10.0  # CPU and memory are read over this idle window
+    spread_rate: float = 200.0  # pings a second, spread over time
+    spread_s: float = 10.0
+    bursts: int = 3  # rounds of "every socket pings at once", after one warm-up round
+    open_concurrency: int = 64  # handshakes in flight per client process
+    # 2: fan-out.
+    fanout_sessions: int = 1000
+    fanout_rate: float = 1.0  # events a second per session
+    fanout_s: float = 30.0
+    writer_processes: int = 3
+    writer_threads: int = 16
+    # 3: turn latency: turns one at a time (the next when the last has ended, after a pause of
+    # about turn_pause_s), each on the next of turn_sessions sessions. One at a time because
+    # the Pub/Sub emulator pushes at most 2 requests at once (hard-coded in it): with more in
+    # flight, what is measured is its queue, not the pipeline (queues are scenario 4's).
+    turn_sessions: int = 50
+    instant_turns: int = 60
+    streaming_turns: int = 16
+    turn_pause_s: float = 0.4
+    push_probes: int = 50  # Pub/Sub emulator push latency, measured on its own
+    # 4: throughput.
+    throughput_sessions: int = 200
+    throughput_rates: list[float] = field(
+        default_factory=lambda: [5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 40.0, 60.0, 80.0]
+    )
+    step_s: float = 10.0
+    turn_timeout_s: float = 60.0
+    scenarios: tuple[str, ...] = SCENARIOS
+
+
+def quick_plan() -> Plan:
+    """Tiny sizes and short windows: proves every scenario runs, measures little."""
+    return Plan(
+        workers=2,
+        sizes=[50],
+        warm=10,
+        settle_s=0.5,
+        idle_s=0.5,
+        spread_s=0.5,
+        bursts=1,
+        fanout_sessions=50,
+        fanout_s=2.0,
+        writer_processes=1,
+        writer_threads=4,
+        turn_sessions=10,
+        instant_turns=6,
+        streaming_turns=2,
+        turn_pause_s=0.1,
+        push_probes=5,
+        throughput_sessions=20,
+        throughput_rates=[2.0, 5.0],
+        step_s=2.0,
+        turn_timeout_s=30.0,
+    )

@@ -1,0 +1,269 @@
+"""The one table `make bench` prints (Markdown, so the README can hold it) and the JSON file."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+TARGET_SIZE = 5000
+
+
+@dataclass
+class Row:
+    scenario: str
+    figure: str
+    ours: str
+    bare: str = ""
+    bare_ratio: str = ""
+    sio: str = ""
+    sio_ratio: str = ""
+    target: str = ""
+    met: str = ""
+
+
+HEADER = Row(
+    "scenario",
+    "figure",
+    "deploychat",
+    "websockets",
+    "ours/ws",
+    "socketio",
+    "ours/sio",
+    "target",
+    "met",
+)
+
+
+def fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.0f}" if abs(value) >= 100 else f"{value:.1f}"
+    return str(value)
+
+
+def pair(d: dict[str, Any], *keys: str) -> str:
+    return " / ".join(fmt(d.get(k)) for k in keys)
+
+
+def ratio(ours: float | None, theirs: float | None) -> str:
+    if ours is None or theirs is None or theirs <= 0:
+        return ""
+    value = ours / theirs
+    return f"{value:.2f}x" if value >= 0.1 else f"{value:.2g}x"
+
+
+def verdict(ok: bool | None) -> str:
+    return "" if ok is None else ("yes" if ok else "NO")
+
+
+def capacity_rows(results: dict[str, Any]) -> list[Row]:
+    ours = results.get("capacity")
+    if not ours:
+        return []
+    peers = results.get("peers") or {}
+    by_size = {
+        name: {s["size"]: s for s in (r or {}).get("steps", [])}
+        for name, r in (("bare", peers.get("websockets")), ("sio", peers.get("socketio")))
+    }
+    rows: list[Row] = []
+    for step in ours["steps"]:
+        size = step["size"]
+        bare, sio = by_size["bare"].get(size), by_size["sio"].get(size)
+        label = f"1. idle, {size} sockets"
+        at_target = size == TARGET_SIZE
+
+        def add(
+            figure: str,
+            show: Callable[[dict[str, Any]], str],
+            number: Callable[[dict[str, Any]], float | None] | None,
+            target: str = "",
+            ok: bool | None = None,
+            label: str = label,
+            step: dict[str, Any] = step,
+            bare: dict[str, Any] | None = bare,
+            sio: dict[str, Any] | None = sio,
+        ) -> None:
+            row = Row(label, figure, show(step), target=target, met=verdict(ok))
+            for peer, attr in ((bare, "bare"), (sio, "sio")):
+                if peer is None:
+                    continue
+                setattr(row, attr, show(peer))
+                if number is not None:
+                    setattr(row, f"{attr}_ratio", ratio(number(step), number(peer)))
+            rows.append(row)
+
+        add("sockets held", lambda s: f"{s['held']}/{s['size']}", None)
+        kb_target, kb_ok = "", None
+        if at_target and bare is not None:
+            kb_target = "<= 2x websockets"
+            kb_ok = step["kb_per_socket"] <= 2 * bare["kb_per_socket"]
+        add(
+            "RSS per socket, KB",
+            lambda s: fmt(s["kb_per_socket"]),
+            lambda s: s["kb_per_socket"],
+            kb_target,
+            kb_ok,
+        )
+        add("RSS, MB (baseline)", lambda s: f"{fmt(s['rss_mb'])} ({fmt(s['base_rss_mb'])})", None)
+        add(
+            "idle CPU, % of a core",
+            lambda s: fmt(s["idle_cpu_percent"]),
+            lambda s: s["idle_cpu_percent"],
+        )
+        spread_ok = step["spread"]["p99"] < 50 if at_target and step["spread"]["p99"] else None
+        add(
+            "ping p50 / p99 ms, 200/s spread",
+            lambda s: pair(s["spread"], "p50", "p99"),
+            lambda s: s["spread"]["p99"],
+            "p99 < 50" if at_target else "",
+            spread_ok,
+        )
+        burst_ok = step["burst"]["p99"] < 250 if at_target and step["burst"]["p99"] else None
+        add(
+            "ping p50 / p99 ms, all at once",
+            lambda s: pair(s["burst"], "p50", "p99"),
+            lambda s: s["burst"]["p99"],
+            "p99 < 250" if at_target else "",
+            burst_ok,
+        )
+    return rows
+
+
+def fanout_rows(r: dict[str, Any] | None) -> list[Row]:
+    if not r:
+        return []
+    label = f"2. fan-out, {r['sessions']} sessions"
+    p99 = r["write_to_frame_ms"]["p99"]
+    return [
+        Row(
+            label,
+            "write→frame p50 / p95 / p99 ms",
+            pair(r["write_to_frame_ms"], "p50", "p95", "p99"),
+            target="p99 < 100",
+            met=verdict(p99 is not None and p99 < 100),
+        ),
+        Row(
+            label,
+            "events lost / repeated",
+            f"{r['lost']} / {r['repeated']}",
+            target="0 / 0",
+            met=verdict(r["lost"] == 0 and r["repeated"] == 0 and r["written"] > 0),
+        ),
+        Row(
+            label,
+            "events written a second (asked)",
+            f"{fmt(r['writer_rate'])} ({fmt(r['asked_rate'])})",
+        ),
+        Row(label, "TurnLog.append p50 / p99 ms", pair(r["append_ms"], "p50", "p99")),
+    ]
+
+
+def turn_rows(r: dict[str, Any] | None) -> list[Row]:
+    if not r:
+        return []
+    i, s, o = r["instant"], r["streaming"], r["overhead_on_model"]
+    a = "3. turn, instant model"
+    b = "3. turn, streaming model"
+    ack99, first50 = i["ack_ms"]["p99"], i["first_piece_ms"]["p50"]
+    over = o["first_piece_p50_ms"]
+    push = r["pubsub_push_ms"]
+    return [
+        Row(a, "turns completed / sent", f"{i['completed']}/{i['started']}"),
+        Row(
+            a,
+            "chat→ack p50 / p99 ms",
+            pair(i["ack_ms"], "p50", "p99"),
+            target="p99 < 50",
+            met=verdict(ack99 is not None and ack99 < 50),
+        ),
+        Row(
+            a,
+            "chat→first piece p50 / p99 ms",
+            pair(i["first_piece_ms"], "p50", "p99"),
+            target="p50 < 150",
+            met=verdict(first50 is not None and first50 < 150),
+        ),
+        Row(a, "chat→final p50 / p99 ms", pair(i["final_ms"], "p50", "p99")),
+        Row(a, "of which chat→model request p50 / p99", pair(i["to_model_ms"], "p50", "p99")),
+        Row(b, "turns completed / sent", f"{s['completed']}/{s['started']}"),
+        Row(b, "chat→first piece p50 / p99 ms", pair(s["first_piece_ms"], "p50", "p99")),
+        Row(b, "chat→final p50 / p99 ms", pair(s["final_ms"], "p50", "p99")),
+        Row(
+            b,
+            "overhead on the model's first token p50 / p99 ms",
+            f"{fmt(over)} / {fmt(o['first_piece_p99_ms'])}",
+            target="p50 < 100",
+            met=verdict(over is not None and over < 100),
+        ),
+        Row("3. Pub/Sub emulator alone", "publish→push p50 / p99 ms", pair(push, "p50", "p99")),
+    ]
+
+
+def throughput_rows(r: dict[str, Any] | None) -> list[Row]:
+    if not r:
+        return []
+    rows = []
+    for step in r["steps"]:
+        cpu = step["cpu_percent"]
+        rows.append(
+            Row(
+                f"4. throughput, {r['sessions']} sessions",
+                f"offered {fmt(step['rate'])}/s: done/s; final p50 / p99 ms; CPU % edge / fn "
+                "/ pubsub / firestore / bench",
+                f"{fmt(step['achieved_rate'])}; {pair(step['final_ms'], 'p50', 'p99')}; "
+                + " / ".join(
+                    fmt(cpu.get(k))
+                    for k in ("edge", "function", "pubsub", "firestore", "bench+fake model")
+                ),
+                target="saturated: " + ", ".join(step["saturated"]) if "saturated" in step else "",
+            )
+        )
+    neck = r.get("bottleneck")
+    rows.append(
+        Row(
+            f"4. throughput, {r['sessions']} sessions",
+            "sustained turns a second; bottleneck",
+            f"{fmt(r['sustained_rate'])}; "
+            + (f"{neck['process']} at {fmt(neck['cpu_percent'])}% CPU" if neck else "not reached"),
+        )
+    )
+    return rows
+
+
+def build_rows(results: dict[str, Any]) -> list[Row]:
+    return [
+        *capacity_rows(results),
+        *fanout_rows(results.get("fanout")),
+        *turn_rows(results.get("turns")),
+        *throughput_rows(results.get("throughput")),
+    ]
+
+
+def table(rows: list[Row]) -> str:
+    cells = [list(vars(r).values()) for r in [HEADER, *rows]]
+    # Peer columns only when some row has a peer figure.
+    keep = [i for i in range(len(cells[0])) if any(c[i] for c in cells[1:]) or i < 3]
+    cells = [[c[i] for i in keep] for c in cells]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(cells[0]))]
+
+    def line(values: list[str]) -> str:
+        return "| " + " | ".join(v.ljust(w) for v, w in zip(values, widths, strict=True)) + " |"
+
+    out = [line(cells[0]), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    out += [line(c) for c in cells[1:]]
+    return "\n".join(out)
+
+
+def write(results_dir: Path, document: dict[str, Any]) -> Path:
+    results_dir.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = results_dir / f"bench-{stamp}.json"
+    text = json.dumps(document, indent=2, default=str)
+    path.write_text(text)
+    (results_dir / "latest.json").write_text(text)
+    return path

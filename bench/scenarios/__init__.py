@@ -1,0 +1,1 @@
+"""One module per scenario; each returns a JSON-ready dict that bench/report.py reads."""
