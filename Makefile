@@ -2,7 +2,10 @@
 # Both install what they need; nothing has to be set up by hand first.
 
 SHELL := /bin/bash
-PYTHON ?= python3.11
+# Production runs 3.12: find pyenv's 3.12 even when pyenv's global version is another one.
+PYTHON ?= $(shell (python3.12 -c 'import sys; print(sys.executable)' 2>/dev/null) || ls -d $$HOME/.pyenv/versions/3.12*/bin/python3.12 /usr/bin/python3.12 2>/dev/null | tail -n 1)
+# uv must use that interpreter; it cannot download one here.
+export UV_PYTHON_DOWNLOADS := never
 UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 VENV := .venv
 PY := $(VENV)/bin/python
