@@ -7,8 +7,10 @@ stack from their fixtures, so all three exercise one set-up.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
+import subprocess
 import sys
 import urllib.request
 from dataclasses import dataclass, field
@@ -26,7 +28,9 @@ FUNCTION_DIR = ROOT / "services" / "agent_fn"
 
 @dataclass
 class StackConfig:
-    project: str = "deploychat-local"
+    # A `demo-` project: the Firebase Auth emulator needs no login for it, and its ID tokens
+    # carry it as their audience, which the edge checks.
+    project: str = "demo-deploychat"
     topic: str = "deploychat-turns"
     edge_port: int = 8000
     log_dir: Path = ROOT / ".devstack" / "logs"
@@ -82,11 +86,82 @@ class Emulator:
         self.process.stop()
 
 
+class AuthEmulator:
+    """The Firebase Authentication emulator (firebase-tools from npm), on ports of its own.
+
+    Its config is written per stack, so stacks of parallel test runs never share a port; the
+    UI is off (firebase-tools would download it at run time).
+    """
+
+    def __init__(self, config: StackConfig) -> None:
+        self.port = free_port()
+        self.host = f"127.0.0.1:{self.port}"
+        state = config.log_dir / "firebase"
+        state.mkdir(parents=True, exist_ok=True)
+        firebase_json = state / "firebase.json"
+        firebase_json.write_text(
+            json.dumps(
+                {
+                    "emulators": {
+                        "auth": {"host": "127.0.0.1", "port": self.port},
+                        "hub": {"host": "127.0.0.1", "port": free_port()},
+                        "logging": {"host": "127.0.0.1", "port": free_port()},
+                        "ui": {"enabled": False},
+                        "singleProjectMode": True,
+                    }
+                }
+            )
+        )
+        env = dict(os.environ)
+        # firebase-tools asks nobody anything, and reports nothing home, in a test run.
+        env.update({"CI": "true", "FIREBASE_CLI_DISABLE_UPDATE_CHECK": "true"})
+        self.process = ManagedProcess(
+            "auth-emulator",
+            [
+                str(firebase_cli()),
+                "emulators:start",
+                "--only",
+                "auth",
+                "--project",
+                config.project,
+                "--config",
+                str(firebase_json),
+            ],
+            env=env,
+            cwd=state,
+            log_path=config.log_dir / "auth-emulator.log",
+        )
+
+    def start(self) -> None:
+        self.process.start()
+
+    def wait_ready(self) -> None:
+        self.process.wait_ready(lambda: http_get(f"http://{self.host}/")[0] == 200, 90)
+
+    def reset(self, project: str) -> None:
+        url = f"http://{self.host}/emulator/v1/projects/{project}/accounts"
+        urllib.request.urlopen(urllib.request.Request(url, method="DELETE"), timeout=10).close()
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+def firebase_cli() -> Path:
+    """firebase-tools, installed from package-lock.json by `npm ci` when missing."""
+    cli = ROOT / "node_modules" / ".bin" / "firebase"
+    if not cli.exists():
+        subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=ROOT, check=True
+        )
+    return cli
+
+
 class Stack:
     def __init__(self, config: StackConfig | None = None) -> None:
         self.config = config or StackConfig()
         self.pubsub: Emulator | None = None
         self.firestore: Emulator | None = None
+        self.auth: AuthEmulator | None = None
         self.function: ManagedProcess | None = None
         self.edge: ManagedProcess | None = None
         self.function_port = free_port()
@@ -96,18 +171,22 @@ class Stack:
     def start_emulators(self) -> None:
         self.pubsub = Emulator("pubsub", self.config)
         self.firestore = Emulator("firestore", self.config)
+        self.auth = AuthEmulator(self.config)
         self.pubsub.start()
         self.firestore.start()
+        self.auth.start()
         self.pubsub.wait_ready()
         self.firestore.wait_ready()
+        self.auth.wait_ready()
         # This process talks to them too (Pub/Sub set-up, tests reading Firestore).
         os.environ.update(self.emulator_env())
 
     def emulator_env(self) -> dict[str, str]:
-        assert self.pubsub and self.firestore
+        assert self.pubsub and self.firestore and self.auth
         return {
             "PUBSUB_EMULATOR_HOST": self.pubsub.host,
             "FIRESTORE_EMULATOR_HOST": self.firestore.host,
+            "FIREBASE_AUTH_EMULATOR_HOST": self.auth.host,
             "GOOGLE_CLOUD_PROJECT": self.config.project,
             "DEPLOYCHAT_PROJECT_ID": self.config.project,
         }
@@ -282,6 +361,6 @@ class Stack:
         for proc in (self.edge, self.function):
             if proc is not None:
                 proc.stop()
-        for emulator in (self.pubsub, self.firestore):
+        for emulator in (self.pubsub, self.firestore, self.auth):
             if emulator is not None:
                 emulator.stop()
