@@ -10,7 +10,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Language = Literal["python", "node", "go", "static"]
+# "other": nothing we recognise, but the repository's own Dockerfile says how to build it.
+Language = Literal["python", "node", "go", "static", "java", "php", "ruby", "dotnet", "other"]
 Framework = Literal[
     "flask",
     "fastapi",
@@ -26,11 +27,38 @@ Framework = Literal[
     "chi",
     "fiber",
     "static",
+    "streamlit",
+    "gradio",
+    "vite",  # single-page apps: built, then served as files with a fallback to index.html
+    "create-react-app",
+    "angular",
+    "spring-boot",
+    "java",
+    "laravel",
+    "symfony",
+    "slim",
+    "php",
+    "rails",
+    "sinatra",
+    "ruby",
+    "aspnet",
+    "unknown",  # only with the repository's own Dockerfile
 ]
-PackageManager = Literal["pip", "uv", "poetry", "pipenv", "npm", "yarn", "pnpm", "go", "none"]
+PackageManager = Literal[
+    "pip", "uv", "poetry", "pipenv", "npm", "yarn", "pnpm", "go", "maven", "gradle",
+    "composer", "bundler", "dotnet", "none",
+]  # fmt: skip
 # How the app is served, which decides the start command: a WSGI or ASGI server we run for a
 # Python app, node or `npm start`, Next's own server, a compiled Go binary, or a file server.
-Server = Literal["gunicorn", "uvicorn", "node", "npm", "next", "go", "static"]
+# `procfile`: the project's own Procfile `web:` command; `python`: `python <entry>` (Gradio);
+# `spa`: built files served with a fallback; `java`: `java -jar`; `buildpack`: the buildpack
+# decides (PHP, Ruby, .NET); `dockerfile`: the repository's Dockerfile decides.
+Server = Literal[
+    "gunicorn", "uvicorn", "node", "npm", "next", "go", "static", "streamlit", "python",
+    "procfile", "spa", "java", "buildpack", "dockerfile",
+]  # fmt: skip
+# How a Cloud Run image is built (see build_plan.py).
+BuildKind = Literal["repository_dockerfile", "generated_dockerfile", "buildpacks"]
 
 EvidenceField = Literal[
     "language",
@@ -42,6 +70,10 @@ EvidenceField = Literal[
     "dockerfile",
     "procfile",
     "tests",
+    "build",
+    "assets",
+    "static_files",
+    "hosts",
 ]
 
 MAX_EVIDENCE_PER_FIELD = 4
@@ -65,6 +97,25 @@ class EnvVar(_Model):
 class Tests(_Model):
     paths: list[str] = []  # the tests/ directory and test files, a few at most
     command: str | None = None  # how the project runs them, e.g. `pytest` or `npm test`
+
+
+class RepoDockerfile(_Model):
+    """The repository's own Dockerfile, as far as its text tells."""
+
+    path: str
+    base_images: list[str] = []
+    expose: int | None = None
+    cmd: str | None = None  # the last CMD or ENTRYPOINT, as written
+    honours_port: bool | None = None  # True: it uses $PORT; False: a fixed port; None: unclear
+
+
+class AppDir(_Model):
+    """An app found in a subfolder of a repository (monorepos)."""
+
+    subfolder: str
+    language: Language
+    framework: Framework
+    evidence: Evidence
 
 
 class Analysis(_Model):
@@ -92,8 +143,26 @@ class Analysis(_Model):
     env_vars: list[EnvVar] = []
 
     dockerfile: str | None = None  # the repository's own Dockerfile, if any
+    repo_dockerfile: RepoDockerfile | None = None
     procfile: str | None = None
     procfile_web: str | None = None  # its `web:` command
+
+    subfolder: str | None = None  # the app's folder inside the repository, if not its root
+    other_apps: list[AppDir] = []  # more apps in subfolders (a monorepo)
+    build: BuildKind = "generated_dockerfile"
+    build_reason: str = ""  # one sentence: how the image will be built, and why
+    build_tool: str | None = None  # maven, gradle, composer, bundler, dotnet, npm (SPAs)
+    build_output: str | None = None  # what a build produces to run or serve: dist/, target/
+    assets: list[str] = []  # folders read at run time that a compiled app needs beside it
+    factory: bool = False  # app_target names a function that returns the app
+    next_standalone: bool = False  # next.config sets output: "standalone"
+    django_settings: str | None = None  # the settings module, e.g. mysite.settings
+    collectstatic: bool = False  # Django with STATIC_ROOT: `collectstatic` at build time
+    # Environment the deployment sets on the app (e.g. Django's hosts), and for a buildpack build.
+    runtime_env: dict[str, str] = {}
+    build_env: dict[str, str] = {}
+    health_path: str = "/"
+    local_run: str | None = None  # why it cannot run on this machine, when it cannot
 
     tests: Tests = Tests()
     warnings: list[str] = []
