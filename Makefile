@@ -12,7 +12,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.synced
 PYTEST_ARGS ?=
 
-.PHONY: dev test lint js-unit unit integration e2e bench check-infra stage-function clean bootstrap browser
+.PHONY: dev dev-reset test lint js-unit unit integration e2e bench check-infra stage-function clean bootstrap browser vendor
 
 bootstrap: $(STAMP)
 
@@ -28,8 +28,18 @@ browser:
 	  echo "installing Debian's chromium ..."; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null); }
 
-dev: bootstrap
+# The page's browser libraries (Firebase, highlight.js), copied from node_modules at the pinned
+# versions into the edge's static files; nothing is loaded from a CDN.
+vendor:
+	@test -d node_modules/firebase || npm ci --no-audit --no-fund --loglevel=error
+	@node scripts/vendor_static.mjs
+
+dev: bootstrap vendor
 	$(PY) -m devstack
+
+# `make dev` keeps the emulators' data (sessions, users) across restarts in .devstack/data.
+dev-reset:
+	rm -rf .devstack/data
 
 lint: bootstrap
 	$(VENV)/bin/ruff check .
@@ -47,10 +57,10 @@ unit: bootstrap js-unit
 integration: bootstrap
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
-e2e: bootstrap browser
+e2e: bootstrap browser vendor
 	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
 
-test: bootstrap browser lint js-unit
+test: bootstrap browser vendor lint js-unit
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 # The benchmarks (not part of `make test`, which runs a tiny smoke of them): prints one table
