@@ -275,18 +275,40 @@ class TurnLog:
     def _write_events(
         self, txn: firestore.Transaction, seq: int, drafts: list[EventDraft], now: float
     ) -> int:
-        events = events_ref(self._db, self.session_id)
-        for draft in drafts:
-            seq += 1
-            try:
-                event = SESSION_EVENT.validate_python({**draft, "seq": seq, "ts": now})
-            except ValidationError as exc:
-                # Our own bug, never the user's: refuse to store an event the protocol forbids.
-                raise PermanentError(f"refusing to store an invalid event: {exc}") from exc
-            doc = event.model_dump(exclude_none=True)
-            doc["expire_at"] = _expiry(now, self._ttl_s)
-            txn.create(events.document(event_doc_id(seq)), doc)
-        return seq
+        return store_events(txn, self._db, self.session_id, seq, drafts, now, self._ttl_s)
+
+
+def store_events(
+    txn: firestore.Transaction,
+    db: firestore.Client,
+    session_id: str,
+    seq: int,
+    drafts: list[EventDraft],
+    now: float,
+    ttl_s: float,
+) -> int:
+    """Write `drafts` as the events after `seq` in `txn`; returns the new last seq.
+
+    Public for appends outside a turn (agent/deployment_events.py), which read and update the
+    session's `last_seq` in the same transaction, as turns do.
+    """
+    events = events_ref(db, session_id)
+    for draft in drafts:
+        seq += 1
+        try:
+            event = SESSION_EVENT.validate_python({**draft, "seq": seq, "ts": now})
+        except ValidationError as exc:
+            # Our own bug, never the user's: refuse to store an event the protocol forbids.
+            raise PermanentError(f"refusing to store an invalid event: {exc}") from exc
+        doc = event.model_dump(exclude_none=True)
+        doc["expire_at"] = _expiry(now, ttl_s)
+        txn.create(events.document(event_doc_id(seq)), doc)
+    return seq
+
+
+def run_transaction(db: firestore.Client, body: Callable[..., Any], *args: Any) -> Any:
+    """`body(txn, *args)` in a transaction, contention retried, as every append is run."""
+    return _run(db, body, *args)
 
 
 def _run(db: firestore.Client, body: Callable[..., Any], *args: Any) -> Any:
