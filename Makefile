@@ -12,7 +12,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.synced
 PYTEST_ARGS ?=
 
-.PHONY: dev dev-reset test lint js-unit unit integration e2e bench check-infra stage-function clean bootstrap browser vendor
+.PHONY: conformance dev dev-reset test lint js-unit unit integration e2e bench check-infra stage-function clean bootstrap browser vendor
 
 bootstrap: $(STAMP)
 
@@ -69,8 +69,26 @@ BENCH_ARGS ?=
 bench: bootstrap
 	$(PY) -m bench $(BENCH_ARGS)
 
+# Autobahn|Testsuite's fuzzing client (Python 2 only, in its own 2.7 virtualenv, pinned in
+# conformance/) against the edge's echo route as gunicorn runs it; prints a table of verdicts.
+# CONFORMANCE_ARGS="--target flask-sock" runs it against a plain flask-sock echo server instead.
+PYTHON2 ?= $(shell (python2.7 -c 'import sys; print(sys.executable)' 2>/dev/null) || ls -d $$HOME/.pyenv/versions/2.7*/bin/python2.7 /usr/bin/python2.7 2>/dev/null | tail -n 1)
+AUTOBAHN := .venv-autobahn
+CONFORMANCE_ARGS ?=
+
+$(AUTOBAHN)/.synced: conformance/requirements-py27.txt conformance/requirements-bootstrap-py27.txt
+	@test -n "$(PYTHON2)" || { echo "conformance needs Python 2.7 (pyenv install 2.7.18)"; exit 1; }
+	rm -rf $(AUTOBAHN)
+	PIP_NO_PYTHON_VERSION_WARNING=1 $(PYTHON2) -m pip install --quiet --disable-pip-version-check --no-deps --target $(AUTOBAHN)/bootstrap -r conformance/requirements-bootstrap-py27.txt
+	PYTHONPATH=$(AUTOBAHN)/bootstrap $(PYTHON2) -m virtualenv --quiet --no-periodic-update $(AUTOBAHN)
+	PIP_NO_PYTHON_VERSION_WARNING=1 $(AUTOBAHN)/bin/pip install --quiet --disable-pip-version-check --no-deps -r conformance/requirements-py27.txt
+	@touch $@
+
+conformance: bootstrap $(AUTOBAHN)/.synced
+	$(PY) -m conformance $(CONFORMANCE_ARGS)
+
 stage-function: bootstrap
 	$(PY) scripts/stage_function.py --out build/function
 
 clean:
-	rm -rf $(VENV) .venv-tools .devstack build test-artifacts .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-tools $(AUTOBAHN) .devstack build test-artifacts .pytest_cache .mypy_cache .ruff_cache
