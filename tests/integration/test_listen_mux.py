@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from collections import defaultdict
@@ -81,4 +82,52 @@ def test_many_targets_share_one_stream_and_survive_a_broken_stream(emulator: Emu
     time.sleep(0.5)
     assert 3 not in seen[sessions[0]]
     assert mux.targets == 19
+    mux.close()
+
+
+def test_a_quiet_stream_is_probed_not_reopened(emulator: Emulator) -> None:
+    db = firestore.Client(project=PROJECT)
+    mux = ListenMux(lambda: db, idle_timeout_s=0.5, probe_timeout_s=3.0)
+    seen: list[int] = []
+    events = db.collection("sessions").document("quiet").collection("events")
+    mux.watch(
+        events.order_by("seq").limit(10), lambda _id, data: seen.append(int(str(data["seq"])))
+    )
+    events.document("000000000001").set({"seq": 1})
+    wait_until(lambda: 1 in seen)
+    # Nothing changes for a while: the emulator sends nothing, the probes are answered.
+    wait_until(lambda: mux.probes >= 4)
+    # (The emulator now and then sends a frame it cannot encode: that break is not ours.)
+    assert mux.watchdog_reconnects == 0
+    events.document("000000000002").set({"seq": 2})
+    wait_until(lambda: 2 in seen)
+    mux.close()
+
+
+def test_a_stalled_backend_costs_at_most_the_probe_timeout_after_it_is_back(
+    emulator: Emulator,
+) -> None:
+    """The emulator frozen (SIGSTOP to its whole process group, the JVM included) for 20 s."""
+    db = firestore.Client(project=PROJECT)
+    probe_timeout = 3.0
+    mux = ListenMux(lambda: db, idle_timeout_s=2.0, probe_timeout_s=probe_timeout)
+    seen: set[int] = set()
+    events = db.collection("sessions").document("stall").collection("events")
+    query = events.order_by("seq", direction=firestore.Query.DESCENDING).limit(10)
+    mux.watch(query, lambda _id, data: seen.add(int(str(data["seq"]))))
+    events.document("000000000001").set({"seq": 1})
+    wait_until(lambda: 1 in seen)
+
+    emulator.process.signal(signal.SIGSTOP)
+    try:
+        time.sleep(20)
+    finally:
+        emulator.process.signal(signal.SIGCONT)
+    resumed = time.monotonic()
+    events.document("000000000002").set({"seq": 2})
+    wait_until(lambda: 2 in seen, timeout=30)
+    # The stream was cut while the backend was frozen; the one open at the resume answers, or
+    # is cut within the probe timeout and opened again at the first backoff step.
+    assert time.monotonic() - resumed < probe_timeout + 3.0
+    assert mux.watchdog_reconnects >= 1
     mux.close()
