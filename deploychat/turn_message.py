@@ -44,3 +44,33 @@ def turn_from_pubsub(message: Any) -> TurnRequest:
         if key in attributes and attributes[key] != getattr(turn, key):
             raise ProtocolError("invalid_message", f"attribute {key} does not match the payload")
     return turn
+
+
+class CancelRequest(BaseModel):
+    """A cancel of a turn, for the agent to stop what outlives the turn (a Cloud Build build).
+
+    Published by the edge on the turns topic beside the `cancel_requested` flag it writes, with
+    attribute `type` "cancel" and no ordering key (it must not wait behind a running turn).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["cancel"] = "cancel"
+    v: Literal[1] = 1
+    session_id: SessionId
+    turn_id: MessageId
+
+    def to_pubsub(self) -> tuple[bytes, dict[str, str]]:
+        attributes = {"type": self.type, "session_id": self.session_id, "turn_id": self.turn_id}
+        return self.model_dump_json().encode(), attributes
+
+
+def cancel_from_pubsub(message: Any) -> CancelRequest | None:
+    """The cancel in a Pub/Sub message, None if it is not one; ProtocolError if it is bad."""
+    if not isinstance(message, dict) or (message.get("attributes") or {}).get("type") != "cancel":
+        return None
+    try:
+        data = base64.b64decode(message.get("data") or "", validate=True)
+        return CancelRequest.model_validate(json.loads(data))
+    except (binascii.Error, ValueError, ValidationError) as exc:
+        raise ProtocolError("invalid_message", f"bad cancel payload: {exc}") from None

@@ -1,7 +1,12 @@
-"""Cloud Function entry point: one Pub/Sub message is one chat turn.
+"""Cloud Function entry points.
 
-Returning acknowledges the message. A transient failure raises, so Pub/Sub delivers the turn
-again; a permanent one has been stored as an `error` event, or, for a payload that can never be
+`handle_turn`: one Pub/Sub message of the turns topic is one chat turn (or the cancel of one:
+that stops the Cloud Builds the turn started). `handle_build_event`: one message of Cloud Build's
+`cloud-builds` topic is a build's new state, appended to its deployment's session. They are two
+functions of one source (locally, two functions-framework processes).
+
+Returning acknowledges the message. A transient failure raises, so Pub/Sub delivers it again; a
+permanent one has been stored as an `error` event, or, for a payload that can never be
 understood, logged, and is acknowledged.
 """
 
@@ -14,9 +19,12 @@ from cloudevents.http.event import CloudEvent
 from opentelemetry.trace import SpanKind
 
 from agent.app import event_message, get_agent
+from agent.build_status import build_from_pubsub
+from agent.deployment_events import cancel_turn_builds
+from agent.gcp_clients import gcp_clients
 from deploychat.errors import ProtocolError
 from deploychat.tracing import extract, flush, tracer
-from deploychat.turn_message import turn_from_pubsub
+from deploychat.turn_message import cancel_from_pubsub, turn_from_pubsub
 
 log = logging.getLogger("agent")
 _tracer = tracer("agent")
@@ -27,6 +35,13 @@ def handle_turn(cloud_event: CloudEvent) -> None:
     agent = get_agent()
     message = event_message(cloud_event.data)
     try:
+        cancel = cancel_from_pubsub(message)
+        if cancel is not None:
+            cancelled = cancel_turn_builds(
+                agent.db, gcp_clients(agent.settings), cancel.session_id, cancel.turn_id
+            )
+            log.info("cancel of %s/%s: %d builds", cancel.session_id, cancel.turn_id, cancelled)
+            return
         turn = turn_from_pubsub(message)
     except ProtocolError as exc:
         log.error("dropping Pub/Sub message %s: %s", cloud_event["id"], exc.message)
@@ -39,5 +54,24 @@ def handle_turn(cloud_event: CloudEvent) -> None:
             "turn", context=parent, kind=SpanKind.CONSUMER, attributes=attributes
         ):
             agent.runner.run(turn)
+    finally:
+        flush()
+
+
+@functions_framework.cloud_event
+def handle_build_event(cloud_event: CloudEvent) -> None:
+    agent = get_agent()
+    try:
+        build = build_from_pubsub(event_message(cloud_event.data))
+    except ProtocolError as exc:
+        log.error("dropping build notification %s: %s", cloud_event["id"], exc.message)
+        return
+    attributes = {"deploychat.build_id": build.id, "deploychat.build_status": build.status}
+    try:
+        with _tracer.start_as_current_span(
+            "build_event", kind=SpanKind.CONSUMER, attributes=attributes
+        ):
+            stored = agent.build_events.handle(build)
+        log.info("build %s %s: %d events", build.id, build.status, stored)
     finally:
         flush()

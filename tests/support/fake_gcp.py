@@ -9,13 +9,25 @@ Serves Cloud Build v1 (create, get, cancel a build; get its operation), Cloud Ru
 State advances on each poll, like the real services: a build is QUEUED on the first GET, then
 WORKING through its steps, then SUCCESS (or FAILURE with `fail_build`); a Cloud Run operation is
 done after `rollout_polls` GETs. Everything received is recorded for assertions.
+
+Build notifications, as Cloud Build sends them to its `cloud-builds` topic: with `notify_topic`
+(`projects/<p>/topics/<t>`, on the Pub/Sub emulator) every state a build enters (QUEUED, WORKING
+at each step, the end) is published there, the data the Build resource's JSON and the attributes
+`buildId` and `status`. Builds then move only by `advance(build_id)` (a test decides when), or
+every `auto_advance_s` by themselves. With `hold_notifications` they are kept in `held` instead,
+for a test to publish (`publish`) in any order, any number of times. A build's deploy step
+(`gcloud run deploy <service>`) "writes" the service's URL to its output, as the real step
+does through $BUILDER_OUTPUT. Builds are listed by tag (`tags="..."` filters).
 """
 
 from __future__ import annotations
 
+import base64
+import copy
 import json
 import re
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -67,6 +79,12 @@ class FakeGcp:
     rollout_error: dict[str, Any] | None = None
     # Buckets that exist already (others 404 on upload until created).
     buckets: set[str] = field(default_factory=set)
+    # Build notifications (see the module's docstring).
+    notify_topic: str | None = None
+    auto_advance_s: float | None = None
+    hold_notifications: bool = False
+    held: list[dict[str, Any]] = field(default_factory=list)
+    published: list[tuple[str, str]] = field(default_factory=list)  # (build id, status)
     # Answer the next call of a kind ("upload", "create_build", "get_build", "create_service",
     # "get_service") with this (HTTP status, message) instead.
     fail_next: dict[str, tuple[int, str]] = field(default_factory=dict)
@@ -82,6 +100,8 @@ class FakeGcp:
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._publisher: Any = None
+        self._stopping = threading.Event()
 
     # ------------------------------------------------------------ lifecycle
 
@@ -127,6 +147,7 @@ class FakeGcp:
         return self
 
     def stop(self) -> None:
+        self._stopping.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -147,6 +168,11 @@ class FakeGcp:
             "POST",
             re.compile(r"^/v1/projects/(?P<p>[^/]+)(?:/locations/(?P<l>[^/]+))?/builds$"),
             "_create_build",
+        ),
+        (
+            "GET",
+            re.compile(r"^/v1/projects/(?P<p>[^/]+)(?:/locations/[^/]+)?/builds$"),
+            "_list_builds",
         ),
         (
             "POST",
@@ -238,12 +264,83 @@ class FakeGcp:
         )
         for step in data.get("steps", []):
             step["status"] = "QUEUED"
-        self.builds[build_id] = _Build(p, location, data)
+        # Notified builds start QUEUED; their first `advance` starts the first step.
+        build = self.builds[build_id] = _Build(
+            p, location, data, polls=1 if self._notifying else 0
+        )
+        self._changed(build)
+        if self.auto_advance_s is not None:
+            threading.Thread(target=self._auto, args=(build,), daemon=True).start()
         operation = f"projects/{p}/locations/{location}/operations/build-{build_id}"
         return 200, {
             "name": operation,
             "metadata": {"@type": BUILD_METADATA_TYPE, "build": data},
         }
+
+    # ------------------------------------------------------------ notifications
+
+    @property
+    def _notifying(self) -> bool:
+        return self.notify_topic is not None
+
+    def advance(self, build_id: str) -> dict[str, Any]:
+        """Move the build to its next state (notifying it); a copy of the Build as it is now."""
+        with self._lock:
+            build = self.builds[build_id]
+            self._step(build)
+            return copy.deepcopy(build.data)
+
+    def wait_for_builds(self, count: int = 1, timeout: float = 60) -> list[str]:
+        """The ids of the first `count` builds, once there are that many."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if len(self.builds) >= count:
+                    return list(self.builds)[:count]
+            time.sleep(0.05)
+        raise TimeoutError(f"fewer than {count} builds after {timeout} s")
+
+    def publish(self, build: dict[str, Any]) -> None:
+        """Publish one notification of `build` (a Build's JSON) to `notify_topic`."""
+        assert self.notify_topic, "no notify_topic"
+        if self._publisher is None:
+            from google.cloud import pubsub_v1  # type: ignore[attr-defined]
+
+            self._publisher = pubsub_v1.PublisherClient()
+        future = self._publisher.publish(
+            self.notify_topic,
+            json.dumps(build).encode(),
+            buildId=build["id"],
+            status=build["status"],
+        )
+        future.result(timeout=30)
+        self.published.append((build["id"], build["status"]))
+
+    def _changed(self, build: _Build) -> None:
+        if not self._notifying:
+            return
+        snapshot = copy.deepcopy(build.data)
+        if self.hold_notifications:
+            self.held.append(snapshot)
+        else:
+            self.publish(snapshot)
+
+    def _auto(self, build: _Build) -> None:
+        assert self.auto_advance_s is not None
+        while not self._stopping.wait(self.auto_advance_s):
+            with self._lock:
+                if build.data["status"] in _TERMINAL:
+                    return
+                self._step(build)
+
+    def _step(self, build: _Build) -> None:
+        before = (build.data["status"], [s.get("status") for s in build.data.get("steps", [])])
+        self._advance(build)
+        after = (build.data["status"], [s.get("status") for s in build.data.get("steps", [])])
+        if after != before:
+            self._changed(build)
+
+    # ------------------------------------------------------------ build states
 
     def _advance(self, build: _Build) -> None:
         data = build.data
@@ -271,7 +368,8 @@ class FakeGcp:
             step["status"] = "SUCCESS"
         data["status"] = "SUCCESS"
         data["results"] = {
-            "images": [{"name": image, "digest": FAKE_DIGEST} for image in data.get("images", [])]
+            "images": [{"name": image, "digest": FAKE_DIGEST} for image in data.get("images", [])],
+            "buildStepOutputs": [_step_output(build, step) for step in steps],
         }
 
     def _fail(self, build: _Build) -> None:
@@ -298,8 +396,18 @@ class FakeGcp:
         build = self.builds.get(id)
         if build is None or build.project != p:
             return _error(404, f"build {id} not found")
-        self._advance(build)
+        if not self._notifying:
+            self._advance(build)
         return 200, build.data
+
+    def _list_builds(self, request: Request, p: str) -> tuple[int, Any]:
+        wanted = re.findall(r'tags="([^"]+)"', request.query.get("filter", [""])[0])
+        found = [
+            b.data
+            for b in reversed(list(self.builds.values()))
+            if b.project == p and all(t in b.data.get("tags", []) for t in wanted)
+        ]
+        return 200, {"builds": found}
 
     def _cancel_build(self, request: Request, p: str, id: str) -> tuple[int, Any]:
         build = self.builds.get(id)
@@ -308,6 +416,10 @@ class FakeGcp:
         self.cancelled_builds.append(id)
         if build.data["status"] not in _TERMINAL:
             build.data["status"] = "CANCELLED"
+            for step in build.data.get("steps", []):
+                if step.get("status") == "WORKING":
+                    step["status"] = "CANCELLED"
+            self._changed(build)
         return 200, build.data
 
     def _get_build_op(self, request: Request, name: str) -> tuple[int, Any]:
@@ -395,6 +507,21 @@ class FakeGcp:
             return _error(404, f"operation {name} not found")
         op.polls += 1
         return 200, self._operation_json(op)
+
+
+def _step_output(build: _Build, step: dict[str, Any]) -> str:
+    """What a step wrote to $BUILDER_OUTPUT/output, base64 as in the API: the deploy's URL."""
+    script = " ".join(step.get("args", []))
+    match = re.search(r"gcloud run deploy (\S+)", script)
+    if match is None:
+        return ""
+    url = f"https://{match.group(1)}-abc123xyz-{_region_code(build.location)}.a.run.app\n"
+    return base64.b64encode(url.encode()).decode()
+
+
+def service_url(service: str, region: str = "us-central1") -> str:
+    """The URL a fake deploy of `service` reports."""
+    return f"https://{service}-abc123xyz-{_region_code(region)}.a.run.app"
 
 
 def _region_code(region: str) -> str:

@@ -10,6 +10,8 @@ from google.cloud import firestore
 from deploychat.logging_setup import setup_logging
 from deploychat.tracing import setup_tracing
 
+from .deployment_events import BuildEvents
+from .gcp_clients import gcp_clients
 from .model import Model, build_model
 from .settings import AgentSettings
 from .turn_runner import TurnRunner
@@ -28,6 +30,7 @@ class Agent:
         self._db = db
         self._model = model
         self._runner: TurnRunner | None = None
+        self._build_events: BuildEvents | None = None
         self._lock = threading.Lock()
 
     @property
@@ -42,6 +45,24 @@ class Agent:
                 model = self._model or build_model(self.settings)
                 self._runner = TurnRunner(db, model, self.settings)
             return self._runner
+
+    @property
+    def db(self) -> firestore.Client:
+        with self._lock:
+            if self._db is None:
+                self._db = firestore.Client(
+                    project=self.settings.project_id, database=self.settings.firestore_database
+                )
+            return self._db
+
+    @property
+    def build_events(self) -> BuildEvents:
+        """The handler of Cloud Build notifications (the function's second entry point)."""
+        db = self.db
+        with self._lock:
+            if self._build_events is None:
+                self._build_events = BuildEvents(db, self.settings, gcp_clients(self.settings))
+            return self._build_events
 
 
 _agent: Agent | None = None

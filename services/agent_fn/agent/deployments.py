@@ -4,8 +4,13 @@ A request stores a pending confirmation on the session (so it survives reconnect
 and shows it as a `deployment_update` at stage `awaiting_confirmation`. The user's "yes" turn
 starts it: one transaction consumes the confirmation and creates the deployment's record, keyed
 by the deployment id, so a redelivered or retried turn finds the record and never deploys
-twice. A retry that finds its own deployment still marked running knows the attempt that ran it
-died, and reports it interrupted rather than starting it again.
+twice. A local deployment runs inside the turn: a retry that finds it still marked running knows
+the attempt that ran it died, and reports it interrupted rather than starting it again. A Cloud
+Run deployment is one Cloud Build build that outlives the turn (agent/cloud_run_start.py starts
+it, agent/deployment_events.py follows it); a retry finds its build, or starts it.
+
+Every `deployment_complete` carries an `outcome` (succeeded, failed, cancelled, declined), so a
+declined or cancelled deployment is never shown as failed.
 """
 
 from __future__ import annotations
@@ -24,7 +29,10 @@ from pydantic import ValidationError
 
 from deploychat.firestore_layout import deployment_ref
 
+from .cloud_run_start import CloudRunStart
+from .deploy_access import cloud_run_refusal, forbidden_event
 from .event_store import EventDraft, Prepared, TurnLog
+from .gcp_clients import GcpClients, gcp_clients
 from .session_state import PendingDeployment
 from .settings import AgentSettings
 from .tool_specs import DeployArgs
@@ -35,9 +43,7 @@ from .tools import (
     DeployResult,
     Progress,
     ToolError,
-    deploy_cloud_run,
     deploy_local,
-    generate_dockerfile,
 )
 from .tools.source import is_git_url, resolve_source
 
@@ -145,6 +151,7 @@ class DeploymentRunner:
         turn_log: TurnLog,
         pending: PendingDeployment,
         source_dir: Callable[[str], Path],
+        clients: GcpClients | None = None,
     ) -> None:
         self._settings = settings
         self._log = turn_log
@@ -153,13 +160,14 @@ class DeploymentRunner:
         self._confirm = pending.confirm
         self.app = pending.confirm.app
         self._source_dir = source_dir
+        self._clients = clients
         self._ref = deployment_ref(turn_log.db, turn_log.session_id, self._id)
         self._cancel = CancelPoll(turn_log, settings.cancel_poll_s)
         self._percent = 0
 
     def decline(self) -> str:
         self._log.append(
-            [self._complete("failed", "Not deployed: you declined.")],
+            [self._complete("failed", "Not deployed: you declined.", outcome="declined")],
             {"deployment": self._id},
             session_update={"pending_deployment": firestore.DELETE_FIELD},
         )
@@ -170,30 +178,41 @@ class DeploymentRunner:
         app = self.app
         if state == "cancelled":
             return DeploymentOutcome("Cancelled before the deployment started.", cancelled=True)
+        if state == "forbidden":
+            return DeploymentOutcome(
+                f"I did not deploy **{app}**: you may not deploy to Cloud Run."
+            )
         if state == "interrupted":
             return DeploymentOutcome(
                 f"The deployment of **{app}** was interrupted when the agent restarted, so I "
                 "stopped it rather than run it twice. Ask me again to deploy it."
             )
-        if state != "start":
+        if state == "building":
+            return DeploymentOutcome(
+                f"The deployment of **{app}** has started on Cloud Build; its progress shows here."
+            )
+        if state not in ("start", "resume"):
             return DeploymentOutcome(f"The deployment of **{app}** has already been handled.")
+        if self._confirm.target == "cloud_run":
+            text, cancelled = self._cloud_run().run(resume=state == "resume")
+            return DeploymentOutcome(text, cancelled=cancelled)
         try:
-            result = self._deploy()
+            result = self._deploy_local()
         except Cancelled:
-            self._finish("failed", "Cancelled: the deployment was stopped.")
+            self._finish("failed", "Cancelled: the deployment was stopped.", outcome="cancelled")
             return DeploymentOutcome(f"Stopped the deployment of **{app}**.", cancelled=True)
         except ToolError as exc:
             self._finish("failed", exc.message)
             return DeploymentOutcome(f"The deployment of **{app}** failed: {exc.message}")
-        where = "on this machine" if result.kind == "local" else "on Cloud Run"
-        self._finish("succeeded", f"{app} is running {where}.", result)
-        return DeploymentOutcome(f"**{app}** is running {where}: {result.url}")
+        self._finish("succeeded", f"{app} is running on this machine.", result=result)
+        return DeploymentOutcome(f"**{app}** is running on this machine: {result.url}")
 
     # ---------------------------------------------------------------- steps
 
     def _start(self) -> str:
         state = {"kind": "gone"}
         turn_id = self._log.turn_id
+        cloud = self._confirm.target == "cloud_run"
 
         def prepare(txn: Any, session: dict[str, Any], turn: dict[str, Any]) -> Prepared:
             snap = self._ref.get(transaction=txn)
@@ -204,7 +223,19 @@ class DeploymentRunner:
                     return Prepared()
                 if turn.get("cancel_requested"):
                     state["kind"] = "cancelled"
-                    return Prepared([self._complete("failed", "Cancelled before it started.")])
+                    return Prepared(
+                        [self._complete("failed", "Cancelled before it started.", "cancelled")]
+                    )
+                refusal = cloud_run_refusal(self._settings.deploy_allowlist, session)
+                if cloud and refusal is not None:
+                    # Checked when it was asked for too; the allowlist may have changed since.
+                    state["kind"] = "forbidden"
+                    return Prepared(
+                        [
+                            forbidden_event(turn_id, refusal),
+                            self._complete("failed", f"Not deployed: {refusal}"),
+                        ]
+                    )
                 state["kind"] = "start"
                 return Prepared(
                     [self._update("starting", 1, "Starting the deployment")],
@@ -222,13 +253,18 @@ class DeploymentRunner:
                     ],
                 )
             if record.get("status") == "running" and record.get("turn_id") == turn_id:
+                if cloud:
+                    # The attempt that started it died before a build was bound: find the
+                    # build it may have submitted, or submit it.
+                    state["kind"] = "resume"
+                    return Prepared()
                 state["kind"] = "interrupted"
                 message = "Interrupted: the agent restarted during the deployment."
                 return Prepared(
                     [self._complete("failed", message)],
                     [("merge", self._ref, {"status": "failed", "message": message})],
                 )
-            state["kind"] = "done"
+            state["kind"] = "building" if record.get("status") == "building" else "done"
             return Prepared()
 
         self._log.append(
@@ -239,47 +275,57 @@ class DeploymentRunner:
         )
         return state["kind"]
 
-    def _deploy(self) -> DeployResult:
+    def _cloud_run(self) -> CloudRunStart:
+        return CloudRunStart(
+            self._log,
+            self._confirm,
+            self._pending.analysis,
+            self._clients or gcp_clients(self._settings),
+            self._ref,
+            source_dir=self._source_dir,
+            on_progress=self._on_progress,
+            should_cancel=self._cancel,
+            update=self._update,
+            finish=lambda status, outcome, message: self._finish(status, message, outcome=outcome),
+        )
+
+    def _deploy_local(self) -> DeployResult:
         try:
             analysis = Analysis.model_validate(self._pending.analysis)
         except ValidationError as exc:
             raise ToolError(f"the stored analysis is not usable ({exc}); analyse it again") from exc
-        source_dir = self._source_dir(self._confirm.source)
-        if self._confirm.target == "local":
-            return deploy_local(
-                source_dir,
-                analysis,
-                state_dir=self._settings.deploy_state_dir,
-                on_progress=self._on_progress,
-                should_cancel=self._cancel,
-                health_timeout_s=self._settings.local_health_timeout_s,
-                deployment_id=self._id,
-            )
-        try:
-            target = CloudRunTarget.model_validate(
-                self._confirm.model_dump(include={"project", "region", "service"})
-            )
-        except ValidationError as exc:
-            raise ToolError(f"the Cloud Run target is not valid: {exc}") from exc
-        return deploy_cloud_run(
-            source_dir,
+        return deploy_local(
+            self._source_dir(self._confirm.source),
             analysis,
-            generate_dockerfile(analysis),
-            target,
+            state_dir=self._settings.deploy_state_dir,
             on_progress=self._on_progress,
             should_cancel=self._cancel,
+            health_timeout_s=self._settings.local_health_timeout_s,
             deployment_id=self._id,
         )
 
     def _on_progress(self, progress: Progress) -> None:
         self._log.append([self._update(progress.stage, progress.percent, progress.message)], {})
 
-    def _finish(self, status: str, message: str, result: DeployResult | None = None) -> None:
-        record: dict[str, Any] = {"status": status, "message": message, "finished_at": time.time()}
+    def _finish(
+        self,
+        status: str,
+        message: str,
+        *,
+        outcome: str | None = None,
+        result: DeployResult | None = None,
+    ) -> None:
+        outcome = outcome or status
+        record: dict[str, Any] = {
+            "status": outcome,
+            "outcome": outcome,
+            "message": message,
+            "finished_at": time.time(),
+        }
         if result is not None:
             record.update(url=result.url, kind=result.kind, pid=result.pid)
         self._log.append(
-            [self._complete(status, message, result.url if result else None)],
+            [self._complete(status, message, outcome, result.url if result else None)],
             {},
             prepare=lambda txn, session, turn: Prepared(writes=[("merge", self._ref, record)]),
         )
@@ -296,12 +342,15 @@ class DeploymentRunner:
             "message": message,
         }
 
-    def _complete(self, status: str, message: str, url: str | None = None) -> EventDraft:
+    def _complete(
+        self, status: str, message: str, outcome: str | None = None, url: str | None = None
+    ) -> EventDraft:
         draft: EventDraft = {
             "type": "deployment_complete",
             "turn_id": self._log.turn_id,
             "deployment_id": self._id,
             "status": status,
+            "outcome": outcome or status,
             "message": message,
         }
         if url:

@@ -1,8 +1,9 @@
-"""deploy_cloud_run through the real Cloud Build and Cloud Run clients (REST transport) against
-tests/support/fake_gcp.py."""
+"""start_cloud_run_build through the real Cloud Build client (REST transport) against
+tests/support/fake_gcp.py: one build that builds, pushes and deploys, submitted and left running."""
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import tarfile
@@ -12,28 +13,31 @@ from typing import Any
 
 import pytest
 import requests
-from google.api_core.client_options import ClientOptions
-from google.auth.credentials import AnonymousCredentials
-from google.cloud import run_v2
 from google.cloud.devtools import cloudbuild_v1
 
+from agent.build_status import Build, outcome, reached, service_url, stages
 from agent.tools import (
+    BuildStarted,
     Cancelled,
     CloudRunTarget,
-    DeployResult,
     GcsUploader,
     Progress,
     ToolError,
     analyse_directory,
-    deploy_cloud_run,
-    generate_dockerfile,
+    start_cloud_run_build,
+)
+from agent.tools.cloud_run_deploy import (
+    BuildOptions,
+    build_client,
+    cancel_build,
+    find_build,
 )
 from deploychat.errors import TransientError
 from tests.support import sample_repos as samples
-from tests.support.fake_gcp import FAKE_DIGEST, FakeGcp
+from tests.support.fake_gcp import FakeGcp
+from tests.support.fake_gcp import service_url as fake_url
 
 TARGET = CloudRunTarget(project="my-project", region="us-central1", service="hello")
-SERVICE = "projects/my-project/locations/us-central1/services/hello"
 IMAGE_REPO = "us-central1-docker.pkg.dev/my-project/deploychat/hello"
 
 
@@ -51,14 +55,6 @@ class Recorder:
     def should_cancel(self) -> bool:
         return self.cancel
 
-    @property
-    def stages(self) -> list[str]:
-        out: list[str] = []
-        for p in self.seen:
-            if not out or out[-1] != p.stage:
-                out.append(p.stage)
-        return out
-
 
 @pytest.fixture
 def fake() -> Iterator[FakeGcp]:
@@ -66,7 +62,7 @@ def fake() -> Iterator[FakeGcp]:
         yield server
 
 
-def deploy(
+def start(
     fake: FakeGcp,
     tmp_path: Path,
     *,
@@ -74,28 +70,22 @@ def deploy(
     recorder: Recorder | None = None,
     target: CloudRunTarget = TARGET,
     **kwargs: Any,
-) -> DeployResult:
+) -> BuildStarted:
     source = tmp_path / "hello"
     if not source.exists():
         builder(source)
     analysis = analyse_directory(source)
-    options = ClientOptions(api_endpoint=fake.url)
     recorder = recorder or Recorder()
-    return deploy_cloud_run(
+    return start_cloud_run_build(
         source,
         analysis,
-        generate_dockerfile(analysis),
         target,
+        session_id="session-1234",
+        deployment_id="d-turn1-abc123",
         on_progress=recorder,
         should_cancel=recorder.should_cancel,
-        build_client=cloudbuild_v1.CloudBuildClient(
-            transport="rest", credentials=AnonymousCredentials(), client_options=options
-        ),
-        run_client=run_v2.ServicesClient(
-            transport="rest", credentials=AnonymousCredentials(), client_options=options
-        ),
+        client=build_client(fake.url),
         storage_uploader=GcsUploader(target.project, session=requests.Session(), endpoint=fake.url),
-        poll_interval_s=0.01,
         progress_interval_s=0,
         **kwargs,
     )
@@ -106,170 +96,179 @@ def sent_build(fake: FakeGcp) -> cloudbuild_v1.Build:
     return cloudbuild_v1.Build.from_json(request.body.decode(), ignore_unknown_fields=True)
 
 
-def sent_service(fake: FakeGcp, method: str) -> run_v2.Service:
-    (request,) = fake.calls(method, "/services")
-    return run_v2.Service.from_json(request.body.decode(), ignore_unknown_fields=True)
-
-
-def test_first_deploy_builds_and_creates_the_service(fake: FakeGcp, tmp_path: Path) -> None:
+def test_one_build_builds_pushes_and_deploys(fake: FakeGcp, tmp_path: Path) -> None:
     (tmp_path / "hello" / "node_modules" / "x").mkdir(parents=True)
     samples.write_flask_app(tmp_path / "hello")
-    (tmp_path / "hello" / "Dockerfile").write_text("FROM scratch\n")  # theirs: replaced
     (tmp_path / "hello" / "node_modules" / "x" / "junk.js").write_text("x")
     recorder = Recorder()
-    result = deploy(fake, tmp_path, recorder=recorder, env={"GREETING": "Hi"})
+    started = start(
+        fake,
+        tmp_path,
+        recorder=recorder,
+        env={"GREETING": "Hi, $USER"},
+        options=BuildOptions(service_account="builds@my-project.iam.gserviceaccount.com"),
+    )
+    assert started.image == f"{IMAGE_REPO}:d-turn1-abc123"
+    assert started.steps == ["registry", "build", "push", "deploy"]
+    assert started.service == "projects/my-project/locations/us-central1/services/hello"
 
-    assert result.kind == "cloud_run"
-    assert result.url == "https://hello-abc123xyz-uc.a.run.app"
-    assert result.image == f"{IMAGE_REPO}@{FAKE_DIGEST}"  # the built image, by digest
-    assert (result.service, result.port) == (SERVICE, 8080)
-    assert result.build_id and result.build_log_url and result.build_id in result.build_log_url
-
-    # The source went to the Cloud Build bucket (created on first use), with our Dockerfile.
-    assert "my-project_cloudbuild" in fake.buckets
-    ((bucket, name), data) = next(iter(fake.uploads.items()))
-    assert bucket == "my-project_cloudbuild"
-    assert name == f"source/deploychat-hello-{result.deployment_id}.tgz"
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        names = set(tar.getnames())
-        dockerfile = tar.extractfile("Dockerfile").read().decode()  # type: ignore[union-attr]
-    assert {"app.py", "requirements.txt", "tests/test_app.py", ".dockerignore"} <= names
-    assert not any(n.startswith(("node_modules", ".git/")) for n in names)
-    assert "gunicorn --bind 0.0.0.0:$PORT" in dockerfile
-
-    # The build: from that object, regional, tagged image pushed by Cloud Build.
-    (create,) = fake.calls("POST", "/builds")
-    assert create.query["parent"] == ["projects/my-project/locations/us-central1"]
     build = sent_build(fake)
-    assert build.source.storage_source.bucket == bucket
-    assert build.source.storage_source.object_ == name
-    image_tag = f"{IMAGE_REPO}:{result.deployment_id}"
-    assert [s.id for s in build.steps] == ["artifact-registry", "docker-build"]
-    assert "gcloud artifacts repositories create deploychat" in build.steps[0].args[1]
-    assert list(build.steps[1].args) == ["build", "--tag", image_tag, "--file", "Dockerfile", "."]
-    assert list(build.images) == [image_tag]
-    assert build.options.logging == cloudbuild_v1.BuildOptions.LoggingMode.CLOUD_LOGGING_ONLY
+    assert build.substitutions == {
+        "_DEPLOYCHAT_SESSION": "session-1234",
+        "_DEPLOYCHAT_DEPLOYMENT": "d-turn1-abc123",
+    }
+    assert "deployment-d-turn1-abc123" in build.tags
+    assert build.service_account == (
+        "projects/my-project/serviceAccounts/builds@my-project.iam.gserviceaccount.com"
+    )
+    assert build.options.substitution_option.name == "ALLOW_LOOSE"
+    registry, image, push, deploy = build.steps
+    assert "gcloud artifacts repositories create deploychat" in registry.args[1]
+    assert image.args == ["build", "--tag", started.image, "--file", "Dockerfile", "."]
+    assert push.args == ["push", started.image]
+    script = deploy.args[1]
+    assert deploy.name == "gcr.io/google.com/cloudsdktool/cloud-sdk:slim"
+    assert f"gcloud run deploy hello --image={started.image} --port=8080" in script
+    assert "--no-allow-unauthenticated" in script
+    # Cloud Build must not substitute the user's `$USER`: it is escaped as `$$`.
+    assert "'--update-env-vars=^##^GREETING=Hi, $$USER'" in script
+    assert '> "$$BUILDER_OUTPUT/output"' in script
 
-    # The service: created (it did not exist), running that image on port 8080.
-    (created,) = fake.calls("POST", "/v2/")
-    assert created.query["serviceId"] == ["hello"]
-    service = sent_service(fake, "POST")
-    (container,) = service.template.containers
-    assert container.image == result.image
-    assert [p.container_port for p in container.ports] == [8080]
-    assert [(e.name, e.value) for e in container.env] == [("GREETING", "Hi")]
-    assert fake.calls("PATCH", "/v2/") == []
-
-    percents = [p.percent for p in recorder.seen]
-    assert percents == sorted(percents) and percents[-1] == 100
-    assert recorder.stages == ["preparing", "uploading", "building", "deploying", "done"]
-    building = [p for p in recorder.seen if p.stage == "building"]
-    assert any("queued" in p.message for p in building)
-    assert any("step 2/2 (docker-build)" in p.message for p in building)
-
-
-def test_next_deploy_updates_the_service_and_keeps_its_settings(
-    fake: FakeGcp, tmp_path: Path
-) -> None:
-    first = deploy(fake, tmp_path)
-    fake.services[SERVICE]["template"]["containers"][0]["env"] = [{"name": "KEEP", "value": "1"}]
-    fake.requests.clear()
-    second = deploy(fake, tmp_path, env={"GREETING": "Hi"})
-    assert second.url == first.url and second.deployment_id != first.deployment_id
-    assert fake.calls("POST", "/v2/") == []
-    service = sent_service(fake, "PATCH")
-    (container,) = service.template.containers
-    assert container.image == second.image
-    assert [(e.name, e.value) for e in container.env] == [("KEEP", "1"), ("GREETING", "Hi")]
-    assert fake.services[SERVICE]["generation"] == "2"
-    assert [r for r in fake.requests if r.path == "/storage/v1/b"] == []  # exists now
+    (archive,) = fake.uploads.values()
+    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
+        names = tar.getnames()
+    assert "Dockerfile" in names and "app.py" in names
+    assert not any(n.startswith("node_modules") for n in names)
+    stages_seen = [p.stage for p in recorder.seen]
+    assert stages_seen == ["packing", "uploading"]
+    assert fake.builds[started.build_id].data["status"] == "QUEUED"  # left running
 
 
-def test_failed_build_reports_the_step_and_the_logs(tmp_path: Path) -> None:
-    with FakeGcp(fail_build=True, failing_step=1) as fake:
-        with pytest.raises(ToolError) as raised:
-            deploy(fake, tmp_path)
-        (build,) = fake.builds.values()
-        message = raised.value.message
-        assert "ended with FAILURE at step 2 (docker-build)" in message
-        assert "step exited with non-zero status: 1" in message
-        assert build.data["logUrl"] in message
-        assert fake.calls("GET", "/v2/") == [] and fake.calls("POST", "/v2/") == []
+def test_the_repository_dockerfile_is_kept(fake: FakeGcp, tmp_path: Path) -> None:
+    source = samples.write_flask_app(tmp_path / "hello")
+    (source / "Dockerfile").write_text("FROM python:3.12-slim\nCOPY . .\nCMD python app.py\n")
+    start(fake, tmp_path)
+    (archive,) = fake.uploads.values()
+    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
+        dockerfile = tar.extractfile("Dockerfile")
+        assert dockerfile is not None and b"CMD python app.py" in dockerfile.read()
 
 
-def test_cancel_mid_build_cancels_the_build(fake: FakeGcp, tmp_path: Path) -> None:
-    recorder = Recorder(cancel_when=lambda p: p.stage == "building" and "running" in p.message)
-    with pytest.raises(Cancelled):
-        deploy(fake, tmp_path, recorder=recorder)
-    (build_id,) = fake.builds
-    assert fake.cancelled_builds == [build_id]
-    (cancel,) = fake.calls("POST", ":cancel")
-    assert cancel.path.endswith(f"/builds/{build_id}:cancel")
-    assert fake.builds[build_id].data["status"] == "CANCELLED"
-    assert [r for r in fake.requests if r.path.startswith("/v2/")] == []  # no deploy started
+def test_public_services_and_their_runtime_account(fake: FakeGcp, tmp_path: Path) -> None:
+    options = BuildOptions(
+        allow_unauthenticated=True, app_service_account="app@my-project.iam.gserviceaccount.com"
+    )
+    start(fake, tmp_path, options=options)
+    script = sent_build(fake).steps[-1].args[1]
+    assert " --allow-unauthenticated " in script
+    assert "--service-account=app@my-project.iam.gserviceaccount.com" in script
 
 
 def test_cancel_before_anything_starts(fake: FakeGcp, tmp_path: Path) -> None:
     recorder = Recorder()
     recorder.cancel = True
     with pytest.raises(Cancelled):
-        deploy(fake, tmp_path, recorder=recorder)
+        start(fake, tmp_path, recorder=recorder)
     assert fake.requests == []
+
+
+def test_cancel_after_the_upload_starts_no_build(fake: FakeGcp, tmp_path: Path) -> None:
+    recorder = Recorder(cancel_when=lambda p: p.stage == "uploading")
+    with pytest.raises(Cancelled):
+        start(fake, tmp_path, recorder=recorder)
+    assert fake.builds == {}
 
 
 def test_build_api_refused(tmp_path: Path) -> None:
     failure = (403, "Cloud Build API has not been used in project my-project")
     with FakeGcp(fail_next={"create_build": failure}) as fake:
         with pytest.raises(ToolError, match="refused to start a Cloud Build build") as raised:
-            deploy(fake, tmp_path)
+            start(fake, tmp_path)
         assert "has not been used" in raised.value.message
 
 
 def test_rate_limited_is_transient(tmp_path: Path) -> None:
-    failure = {"get_build": (429, "Quota exceeded")}
+    failure = {"create_build": (429, "Quota exceeded")}
     with FakeGcp(fail_next=failure) as fake, pytest.raises(TransientError, match="not answering"):
-        deploy(fake, tmp_path)
-
-
-def test_unavailable_once_is_retried_by_the_client(tmp_path: Path) -> None:
-    with FakeGcp(fail_next={"get_build": (503, "backend unavailable")}) as fake:
-        assert deploy(fake, tmp_path).url.startswith("https://")
+        start(fake, tmp_path)
 
 
 def test_upload_refused(tmp_path: Path) -> None:
     with FakeGcp(fail_next={"upload": (403, "no storage.objects.create")}) as fake:
         with pytest.raises(ToolError, match="Could not upload the source") as raised:
-            deploy(fake, tmp_path)
+            start(fake, tmp_path)
         assert "storage.objects.create" in raised.value.message
         assert fake.builds == {}
 
 
-def test_rollout_that_fails(tmp_path: Path) -> None:
-    error = {"code": 9, "message": "Revision 'hello-00001' is not ready: failed to start on 8080"}
-    with FakeGcp(rollout_error=error) as fake:
-        with pytest.raises(ToolError, match="Cloud Run could not deploy hello") as raised:
-            deploy(fake, tmp_path)
-        assert "failed to start" in raised.value.message
-
-
-def test_app_with_a_hard_coded_port_gets_that_container_port(fake: FakeGcp, tmp_path: Path) -> None:
-    source = samples.write_express_app(tmp_path / "hello")
-    (source / "server.js").write_text(
-        'const express = require("express");\nconst app = express();\napp.listen(3000);\n'
-    )
-    result = deploy(fake, tmp_path)
-    assert result.port == 3000
-    service = sent_service(fake, "POST")
-    assert [p.container_port for p in service.template.containers[0].ports] == [3000]
-
-
 def test_without_repository_step(fake: FakeGcp, tmp_path: Path) -> None:
     target = TARGET.model_copy(update={"create_repository": False, "repository": "apps"})
-    result = deploy(fake, tmp_path, target=target)
-    assert [s.id for s in sent_build(fake).steps] == ["docker-build"]
-    assert result.image is not None and result.image.startswith(
-        "us-central1-docker.pkg.dev/my-project/apps/hello@"
+    started = start(fake, tmp_path, target=target)
+    assert started.steps == ["build", "push", "deploy"]
+    assert started.image.startswith("us-central1-docker.pkg.dev/my-project/apps/hello:")
+
+
+def test_a_build_is_found_by_its_deployment_and_cancelled(fake: FakeGcp, tmp_path: Path) -> None:
+    started = start(fake, tmp_path)
+    client = build_client(fake.url)
+    found = find_build(client, TARGET, "d-turn1-abc123")
+    assert found is not None and found.id == started.build_id
+    assert find_build(client, TARGET, "d-other-000000") is None
+    assert cancel_build(client, "my-project", "us-central1", started.build_id)
+    assert fake.builds[started.build_id].data["status"] == "CANCELLED"
+
+
+HELD = {"notify_topic": "projects/my-project/topics/cloud-builds", "hold_notifications": True}
+
+
+def test_the_notified_states_rank_in_order(tmp_path: Path) -> None:
+    with FakeGcp(**HELD) as fake:  # type: ignore[arg-type]
+        started = start(fake, tmp_path)
+        while fake.advance(started.build_id)["status"] != "SUCCESS":
+            pass
+        builds = [Build.model_validate(s) for s in fake.held]
+    assert [(b.status, reached(b)) for b in builds] == [
+        ("QUEUED", 1),
+        ("WORKING", 2),
+        ("WORKING", 3),
+        ("WORKING", 4),
+        ("WORKING", 5),
+        ("SUCCESS", 5),
+    ]
+    assert [s.stage for s in stages(builds[-1])] == [
+        "queued",
+        "registry",
+        "building",
+        "pushing",
+        "deploying",
+    ]
+    percents = [s.percent for s in stages(builds[-1])]
+    assert percents == sorted(set(percents))
+    assert outcome(builds[-1]) == "succeeded" and outcome(builds[2]) is None
+    assert service_url(builds[-1]) == fake_url("hello")
+
+
+def test_a_failed_build_says_where(tmp_path: Path) -> None:
+    with FakeGcp(fail_build=True, failing_step=2, **HELD) as fake:  # type: ignore[arg-type]
+        started = start(fake, tmp_path)
+        data: dict[str, Any] = {}
+        for _ in range(10):
+            data = fake.advance(started.build_id)
+        build = Build.model_validate(data)
+    assert outcome(build) == "failed" and reached(build) == 4
+    assert service_url(build) is None
+
+
+def test_a_url_output_that_is_not_a_url_is_ignored() -> None:
+    build = Build.model_validate(
+        {
+            "id": "b1",
+            "status": "SUCCESS",
+            "steps": [{"id": "deploy", "status": "SUCCESS"}],
+            "results": {"buildStepOutputs": [base64.b64encode(b"oops: not a url").decode()]},
+        }
     )
+    assert service_url(build) is None
 
 
 @pytest.mark.parametrize(
@@ -282,4 +281,4 @@ def test_target_is_validated(bad: dict[str, str]) -> None:
 
 
 def test_result_is_json_serialisable(fake: FakeGcp, tmp_path: Path) -> None:
-    json.dumps(deploy(fake, tmp_path).model_dump(mode="json"))
+    json.dumps(start(fake, tmp_path).model_dump(mode="json"))

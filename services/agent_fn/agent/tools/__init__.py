@@ -7,7 +7,7 @@ tool has cleaned up what it started.
 
 from .analysis import analyse_directory, analyse_repository
 from .analysis_model import Analysis, EnvVar, Evidence, Tests
-from .cloud_run_deploy import CloudRunTarget, deploy_cloud_run
+from .cloud_run_deploy import BuildStarted, CloudRunTarget, start_cloud_run_build
 from .deploy_result import DeployResult
 from .dockerfile_gen import GeneratedFiles, generate_dockerfile
 from .errors import Cancelled, ToolError
@@ -17,6 +17,7 @@ from .progress import CancelCheck, Progress, ProgressCallback, ProgressReporter
 
 __all__ = [
     "Analysis",
+    "BuildStarted",
     "CancelCheck",
     "Cancelled",
     "CloudRunTarget",
@@ -33,8 +34,8 @@ __all__ = [
     "ToolError",
     "analyse_directory",
     "analyse_repository",
-    "deploy_cloud_run",
     "deploy_local",
     "generate_dockerfile",
+    "start_cloud_run_build",
     "stop_local",
 ]

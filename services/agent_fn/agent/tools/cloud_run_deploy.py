@@ -1,28 +1,32 @@
-"""Deploys an analysed app to Cloud Run: Cloud Build builds our Dockerfile, Cloud Run runs it.
+"""Starts a Cloud Run deployment: ONE Cloud Build build that builds the image and deploys it.
 
-Steps: pack the source with the generated Dockerfile, upload it to `gs://<project>_cloudbuild`,
-submit a build that pushes to Artifact Registry, follow the build's real step statuses, then
-create or update the service and follow its rollout. Both clients use the REST transport so
-they can be pointed at a local fake (see tests/support/fake_gcp.py).
+The turn packs the source (with the build plan's generated Dockerfile, if any), uploads it to
+`gs://<project>_cloudbuild`, submits the build and returns: the build outlives the turn. Its
+steps are: the Artifact Registry repository (created if missing), the image (the repository's
+Dockerfile, ours, or buildpacks through `pack`), the push, and `gcloud run deploy`, whose step
+writes the service URL to `$BUILDER_OUTPUT/output`. Progress comes later from Cloud Build's
+Pub/Sub notifications (agent/deployment_events.py), which find their deployment through the
+build's substitutions.
+
+The client uses the REST transport so it can be pointed at a local fake (tests/support/fake_gcp.py).
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 import re
+import shlex
 import tempfile
-import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated
 
 import requests
 from google.api_core import exceptions as gexc
-from google.api_core.operation import Operation
+from google.api_core.client_options import ClientOptions
+from google.auth.credentials import AnonymousCredentials
 from google.auth.exceptions import DefaultCredentialsError, GoogleAuthError
-from google.cloud import run_v2
 from google.cloud.devtools import cloudbuild_v1
 from google.protobuf import duration_pb2
 from pydantic import BaseModel, ConfigDict, StringConstraints
@@ -30,8 +34,7 @@ from pydantic import BaseModel, ConfigDict, StringConstraints
 from deploychat.errors import TransientError
 
 from .analysis_model import Analysis
-from .deploy_result import DeployResult
-from .dockerfile_gen import GeneratedFiles
+from .build_plan import BuildPlan, plan_build
 from .errors import Cancelled, ToolError
 from .gcs_upload import GcsUploader, SourceUploader
 from .progress import CancelCheck, ProgressCallback, ProgressReporter
@@ -39,18 +42,15 @@ from .source_archive import make_source_archive
 
 DOCKER_BUILDER = "gcr.io/cloud-builders/docker"
 GCLOUD_BUILDER = "gcr.io/google.com/cloudsdktool/cloud-sdk:slim"
-BUILD_TIMEOUT_S = 1200
-
-_Build = cloudbuild_v1.Build
-_FAILED = {
-    _Build.Status.FAILURE,
-    _Build.Status.INTERNAL_ERROR,
-    _Build.Status.TIMEOUT,
-    _Build.Status.CANCELLED,
-    _Build.Status.EXPIRED,
-}
-_BUILD_FROM, _BUILD_TO = 20, 75
-_ROLLOUT_FROM, _ROLLOUT_TO = 80, 95
+PACK_BUILDER = "gcr.io/k8s-skaffold/pack"
+# Build and rollout together; Cloud Build enforces it, not the turn.
+BUILD_TIMEOUT_S = 1800
+# How notifications find their deployment (custom substitutions start with `_`).
+SESSION_KEY = "_DEPLOYCHAT_SESSION"
+DEPLOYMENT_KEY = "_DEPLOYCHAT_DEPLOYMENT"
+BUILD_TAG = "deploychat"
+# Step ids, in build order; deployment_events.py names the stages after them.
+STEP_REGISTRY, STEP_BUILD, STEP_PUSH, STEP_DEPLOY = "registry", "build", "push", "deploy"
 
 
 class CloudRunTarget(BaseModel):
@@ -78,334 +78,297 @@ class CloudRunTarget(BaseModel):
         return f"{self.region}-docker.pkg.dev/{self.project}/{self.repository}/{self.service}"
 
 
-def deploy_cloud_run(
+class BuildOptions(BaseModel):
+    """How the agent's builds run (from the agent's settings)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    service_account: str | None = None  # email of the account the build runs as
+    app_service_account: str | None = None  # email of the account the deployed app runs as
+    allow_unauthenticated: bool = False  # make the service public (needs run.admin)
+
+
+class BuildStarted(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    build_id: str
+    log_url: str | None
+    image: str
+    service: str  # projects/<p>/locations/<r>/services/<s>
+    steps: list[str]  # step ids, in order
+    port: int
+    description: str = ""  # how the image is built, for people
+
+
+def build_client(endpoint: str | None = None) -> cloudbuild_v1.CloudBuildClient:
+    """A Cloud Build client: Application Default Credentials, or anonymous for a local fake."""
+    with api_errors("connect to Cloud Build"):
+        if endpoint:
+            return cloudbuild_v1.CloudBuildClient(
+                transport="rest",
+                credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+                client_options=ClientOptions(api_endpoint=endpoint),
+            )
+        return cloudbuild_v1.CloudBuildClient(transport="rest")
+
+
+def deployment_tag(deployment_id: str) -> str:
+    # An image tag and a build tag allow only these characters.
+    tag = re.sub(r"[^A-Za-z0-9_.-]", "-", deployment_id).lstrip(".-")[:100] or "deploy"
+    return f"deployment-{tag}"
+
+
+def start_cloud_run_build(
     source_dir: Path,
     analysis: Analysis,
-    files: GeneratedFiles,
     target: CloudRunTarget,
     *,
+    session_id: str,
+    deployment_id: str | None = None,
     on_progress: ProgressCallback,
     should_cancel: CancelCheck,
-    build_client: cloudbuild_v1.CloudBuildClient | None = None,
-    run_client: run_v2.ServicesClient | None = None,
+    client: cloudbuild_v1.CloudBuildClient | None = None,
     storage_uploader: SourceUploader | None = None,
+    options: BuildOptions | None = None,
     env: Mapping[str, str] | None = None,
-    deployment_id: str | None = None,
-    poll_interval_s: float = 3.0,
-    build_timeout_s: float = 1800,
-    rollout_timeout_s: float = 600,
-    sleep: Callable[[float], None] = time.sleep,
+    plan: BuildPlan | None = None,
     progress_interval_s: float = 2.0,
-) -> DeployResult:
-    """Build `source_dir` with `files` on Cloud Build and run it as `target`: the live URL.
+) -> BuildStarted:
+    """Upload `source_dir` and submit the build that deploys it as `target`; returns at once.
 
-    Without injected clients and uploader, uses Application Default Credentials. `env` is set
-    on the container (added to what an existing service has).
+    Progress is reported while packing and uploading; the caller reports the build's start.
+
+    `env` is set on the service, on top of the plan's (and of what an existing service has).
+    A cancel noticed after the build was submitted cancels it before raising Cancelled.
     """
     progress = ProgressReporter(on_progress, should_cancel, min_interval_s=progress_interval_s)
     deployment_id = deployment_id or uuid.uuid4().hex[:12]
-    # An image tag and a build tag allow only these characters.
-    tag = re.sub(r"[^A-Za-z0-9_.-]", "-", deployment_id).lstrip(".-")[:100] or "deploy"
-    polling = _Polling(progress, should_cancel, poll_interval_s, sleep)
+    tag = deployment_tag(deployment_id)
+    options = options or BuildOptions()
 
-    progress.report("preparing", 2, f"Packing the source of {analysis.name}")
+    progress.report("packing", 2, f"Packing the source of {analysis.name}")
     progress.check_cancel()
     if not source_dir.is_dir():
         raise ToolError(f"There is no directory {source_dir} to deploy.")
-    with _api_errors("connect to Google Cloud"):
-        build_client = build_client or cloudbuild_v1.CloudBuildClient(transport="rest")
-        run_client = run_client or run_v2.ServicesClient(transport="rest")
+    plan = plan or plan_build(analysis, source_dir)
+    client = client or build_client()
     uploader = storage_uploader or GcsUploader(target.project)
     bucket = f"{target.project}_cloudbuild"
     object_name = f"source/deploychat-{target.service}-{tag}.tgz"
     with tempfile.TemporaryDirectory(prefix="deploychat-src-") as tmp:
-        archive = make_source_archive(source_dir, files, Path(tmp) / "source.tgz")
+        archive = make_source_archive(plan.context_dir, plan, Path(tmp) / "source.tgz")
         progress.check_cancel()
         size_mb = archive.stat().st_size / 1e6
         progress.report("uploading", 8, f"Uploading the source ({size_mb:.1f} MB) to gs://{bucket}")
         uploader(archive, bucket, object_name)
-    progress.report("uploading", 15, "Source uploaded")
     progress.check_cancel()
 
-    image = f"{target.image_repo}:{tag}"
-    build = _submit_build(build_client, target, bucket, object_name, image, tag)
-    progress.report("building", _BUILD_FROM, f"Build {build.id} submitted to Cloud Build")
-    build = _follow_build(build_client, target, build, polling, build_timeout_s)
-    digest = next((i.digest for i in build.results.images if i.digest), "")
-    deployed_image = f"{target.image_repo}@{digest}" if digest else image
-    progress.report("building", _BUILD_TO, f"Image built: {deployed_image}")
-
-    progress.check_cancel()
-    service = _deploy_service(
-        run_client, target, deployed_image, files.port, dict(env or {}), polling, rollout_timeout_s
-    )
-    url = service.uri
-    if not url:
-        with _api_errors("read the Cloud Run service"):
-            url = run_client.get_service(name=target.service_name).uri
-    progress.report("done", 100, f"{target.service} is live at {url}")
-    return DeployResult(
-        kind="cloud_run",
-        url=url,
-        port=files.port,
+    image = f"{target.image_repo}:{tag.removeprefix('deployment-')}"
+    build = build_spec(
+        target,
+        plan,
+        image,
+        bucket=bucket,
+        object_name=object_name,
+        tag=tag,
+        session_id=session_id,
         deployment_id=deployment_id,
-        image=deployed_image,
-        service=target.service_name,
-        build_id=build.id,
-        build_log_url=build.log_url or None,
+        options=options,
+        env={**plan.env, **(env or {})},
     )
-
-
-class _Polling:
-    """The wait between polls, with the cancel check that every polling loop needs."""
-
-    def __init__(
-        self,
-        progress: ProgressReporter,
-        should_cancel: CancelCheck,
-        interval_s: float,
-        sleep: Callable[[float], None],
-    ) -> None:
-        self.progress = progress
-        self.should_cancel = should_cancel
-        self.interval_s = interval_s
-        self._sleep = sleep
-
-    def wait(self) -> None:
-        # Sleep in slices so a cancel is noticed within a fraction of a second.
-        end = time.monotonic() + self.interval_s
-        while not self.should_cancel():
-            left = end - time.monotonic()
-            if left <= 0:
-                return
-            self._sleep(min(left, 0.25))
-
-
-# ---------------------------------------------------------------- Cloud Build
-
-
-def _submit_build(
-    client: cloudbuild_v1.CloudBuildClient,
-    target: CloudRunTarget,
-    bucket: str,
-    object_name: str,
-    image: str,
-    tag: str,
-) -> cloudbuild_v1.Build:
-    steps = []
-    if target.create_repository:
-        steps.append(
-            cloudbuild_v1.BuildStep(
-                id="artifact-registry",
-                name=GCLOUD_BUILDER,
-                entrypoint="bash",
-                args=[
-                    "-c",
-                    f"gcloud artifacts repositories describe {target.repository} "
-                    f"--location={target.region} >/dev/null 2>&1 || "
-                    f"gcloud artifacts repositories create {target.repository} "
-                    f"--location={target.region} --repository-format=docker "
-                    "--description='Images deployed by deploychat'",
-                ],
-            )
-        )
-    steps.append(
-        cloudbuild_v1.BuildStep(
-            id="docker-build",
-            name=DOCKER_BUILDER,
-            args=["build", "--tag", image, "--file", "Dockerfile", "."],
-        )
-    )
-    build = cloudbuild_v1.Build(
-        source=cloudbuild_v1.Source(
-            storage_source=cloudbuild_v1.StorageSource(bucket=bucket, object_=object_name)
-        ),
-        steps=steps,
-        images=[image],  # pushed by Cloud Build after the steps, and reported with its digest
-        timeout=duration_pb2.Duration(seconds=BUILD_TIMEOUT_S),
-        tags=["deploychat", target.service, f"deployment-{tag}"],
-        options=cloudbuild_v1.BuildOptions(
-            # Logs in Cloud Logging only: no logs bucket to own or grant access to.
-            logging=cloudbuild_v1.BuildOptions.LoggingMode.CLOUD_LOGGING_ONLY,
-        ),
-    )
-    with _api_errors("start a Cloud Build build"):
+    with api_errors("start a Cloud Build build"):
         operation = client.create_build(
             project_id=target.project, parent=target.parent, build=build
         )
         created: cloudbuild_v1.Build = operation.metadata.build
-    return created
+    if should_cancel():
+        cancel_build(client, target.project, target.region, created.id)
+        raise Cancelled(f"cancelled: build {created.id} was stopped")
+    return BuildStarted(
+        build_id=created.id,
+        log_url=created.log_url or None,
+        image=image,
+        service=target.service_name,
+        steps=[s.id for s in build.steps],
+        port=plan.port,
+        description=plan.description,
+    )
 
 
-def _follow_build(
-    client: cloudbuild_v1.CloudBuildClient,
+def build_spec(
     target: CloudRunTarget,
-    build: cloudbuild_v1.Build,
-    polling: _Polling,
-    timeout_s: float,
+    plan: BuildPlan,
+    image: str,
+    *,
+    bucket: str,
+    object_name: str,
+    tag: str,
+    session_id: str,
+    deployment_id: str,
+    options: BuildOptions,
+    env: Mapping[str, str],
 ) -> cloudbuild_v1.Build:
-    name = f"{target.parent}/builds/{build.id}"
-    started = time.monotonic()
-    while True:
-        if polling.should_cancel():
-            _cancel_build(client, target, build.id, name)
-            raise Cancelled(f"cancelled: build {build.id} was stopped")
-        with _api_errors("check on the build"):
-            build = client.get_build(name=name, project_id=target.project, id=build.id)
-        if build.status == _Build.Status.SUCCESS:
-            return build
-        if build.status in _FAILED:
-            raise ToolError(_build_failure(build))
-        elapsed = time.monotonic() - started
-        percent, message = _build_progress(build, elapsed)
-        polling.progress.report("building", percent, message)
-        if elapsed > timeout_s:
-            _cancel_build(client, target, build.id, name)
-            raise ToolError(
-                f"The build took longer than {timeout_s:g} s, so I cancelled it. "
-                f"Logs: {build.log_url}"
+    """The one build: [registry], image, push, deploy. User text is escaped from substitution."""
+    steps: list[cloudbuild_v1.BuildStep] = []
+    if target.create_repository:
+        repo = f"{target.repository} --location={target.region} --project={target.project}"
+        steps.append(
+            cloudbuild_v1.BuildStep(
+                id=STEP_REGISTRY,
+                name=GCLOUD_BUILDER,
+                entrypoint="bash",
+                args=[
+                    "-c",
+                    f"gcloud artifacts repositories describe {repo} >/dev/null 2>&1 || "
+                    f"gcloud artifacts repositories create {repo} --repository-format=docker "
+                    "--description='Images deployed by deploychat'",
+                ],
             )
-        polling.wait()
-
-
-def _build_progress(build: cloudbuild_v1.Build, elapsed: float) -> tuple[int, str]:
-    status = build.status
-    if status in (_Build.Status.QUEUED, _Build.Status.PENDING, _Build.Status.STATUS_UNKNOWN):
-        return _BUILD_FROM, "Build queued, waiting for a worker"
-    steps = list(build.steps)
-    done = sum(1 for s in steps if s.status == _Build.Status.SUCCESS)
-    running = next((i for i, s in enumerate(steps) if s.status == _Build.Status.WORKING), None)
-    total = max(1, len(steps))
-    if running is None and done == len(steps):
-        return _BUILD_TO - 3, "All build steps done: pushing the image"
-    # A step reports no percentage of its own: creep within its share, never past it.
-    creep = 0.9 * (1 - math.exp(-elapsed / 90)) if running is not None else 0.0
-    share = (_BUILD_TO - 3 - (_BUILD_FROM + 5)) / total
-    percent = int(_BUILD_FROM + 5 + share * (done + creep))
-    current = steps[running] if running is not None else None
-    label = (current.id or current.name) if current is not None else "starting"
-    return percent, f"Building: step {done + 1}/{total} ({label}) running"
-
-
-def _build_failure(build: cloudbuild_v1.Build) -> str:
-    status = _Build.Status(build.status).name
-    failed = next(
-        (
-            f"step {i + 1} ({s.id or s.name})"
-            for i, s in enumerate(build.steps)
-            if s.status in _FAILED
+        )
+    if plan.kind == "buildpacks":
+        pack_args = ["build", image, "--builder", plan.builder or "", "--network", "cloudbuild"]
+        for key, value in sorted(plan.build_env.items()):
+            pack_args += ["--env", f"{key}={value}"]
+        steps.append(
+            cloudbuild_v1.BuildStep(
+                id=STEP_BUILD,
+                name=PACK_BUILDER,
+                entrypoint="pack",
+                args=[_literal(a) for a in pack_args],
+            )
+        )
+    else:
+        steps.append(
+            cloudbuild_v1.BuildStep(
+                id=STEP_BUILD,
+                name=DOCKER_BUILDER,
+                args=[
+                    "build",
+                    "--tag",
+                    image,
+                    "--file",
+                    _literal(plan.dockerfile_path or "Dockerfile"),
+                    ".",
+                ],
+            )
+        )
+    steps.append(cloudbuild_v1.BuildStep(id=STEP_PUSH, name=DOCKER_BUILDER, args=["push", image]))
+    steps.append(
+        cloudbuild_v1.BuildStep(
+            id=STEP_DEPLOY,
+            name=GCLOUD_BUILDER,
+            entrypoint="bash",
+            args=["-c", deploy_script(target, image, plan.port, env, options)],
+        )
+    )
+    spec = cloudbuild_v1.Build(
+        source=cloudbuild_v1.Source(
+            storage_source=cloudbuild_v1.StorageSource(bucket=bucket, object_=object_name)
         ),
-        None,
+        steps=steps,
+        timeout=duration_pb2.Duration(seconds=BUILD_TIMEOUT_S),
+        tags=[BUILD_TAG, target.service, tag],
+        substitutions={SESSION_KEY: session_id, DEPLOYMENT_KEY: deployment_id},
+        options=cloudbuild_v1.BuildOptions(
+            # Logs in Cloud Logging only: no logs bucket to own or grant access to (and a build
+            # with its own service account requires a logging choice).
+            logging=cloudbuild_v1.BuildOptions.LoggingMode.CLOUD_LOGGING_ONLY,
+            # The two substitutions are for the notifications, not used by any step.
+            substitution_option=cloudbuild_v1.BuildOptions.SubstitutionOption.ALLOW_LOOSE,
+        ),
     )
-    detail = build.failure_info.detail or build.status_detail or "no detail given"
-    where = f" at {failed}" if failed else ""
-    return (
-        f"The Cloud Build build {build.id} ended with {status}{where}: {detail}. "
-        f"Build logs: {build.log_url}"
-    )
+    if options.service_account:
+        spec.service_account = (
+            f"projects/{target.project}/serviceAccounts/{options.service_account}"
+        )
+    return spec
 
 
-def _cancel_build(
-    client: cloudbuild_v1.CloudBuildClient, target: CloudRunTarget, build_id: str, name: str
-) -> None:
-    # Best effort: the build may have finished meanwhile, or the network be gone.
-    with contextlib.suppress(gexc.GoogleAPICallError, requests.RequestException):
-        client.cancel_build(name=name, project_id=target.project, id=build_id)
-
-
-# ---------------------------------------------------------------- Cloud Run
-
-
-def _deploy_service(
-    client: run_v2.ServicesClient,
+def deploy_script(
     target: CloudRunTarget,
     image: str,
     port: int,
-    env: dict[str, str],
-    polling: _Polling,
-    timeout_s: float,
-) -> run_v2.Service:
-    existing: run_v2.Service | None
-    try:
-        with _api_errors("read the Cloud Run service"):
-            existing = client.get_service(name=target.service_name)
-    except _NotFoundError:
-        existing = None
-    container = run_v2.Container(
-        image=image,
-        ports=[run_v2.ContainerPort(container_port=port)],
-        env=[run_v2.EnvVar(name=k, value=v) for k, v in env.items()],
+    env: Mapping[str, str],
+    options: BuildOptions,
+) -> str:
+    """`gcloud run deploy`, then the URL into $BUILDER_OUTPUT/output for the notification."""
+    where = [f"--region={target.region}", f"--project={target.project}"]
+    deploy = [
+        "gcloud",
+        "run",
+        "deploy",
+        target.service,
+        f"--image={image}",
+        f"--port={port}",
+        "--platform=managed",
+        "--labels=managed-by=deploychat",
+        "--allow-unauthenticated"
+        if options.allow_unauthenticated
+        else "--no-allow-unauthenticated",
+        "--quiet",
+        *where,
+    ]
+    if options.app_service_account:
+        deploy.append(f"--service-account={options.app_service_account}")
+    if env:
+        # gcloud's alternate-delimiter form, so values may hold commas.
+        pairs = "##".join(f"{k}={v}" for k, v in sorted(env.items()))
+        deploy.append(f"--update-env-vars=^##^{pairs}")
+    describe = [
+        "gcloud",
+        "run",
+        "services",
+        "describe",
+        target.service,
+        *where,
+        "--format=value(status.url)",
+    ]
+    script = (
+        "set -euo pipefail\n"
+        f"{shlex.join(deploy)}\n"
+        f'{shlex.join(describe)} > "$BUILDER_OUTPUT/output"\n'
     )
-    operation: Operation
-    if existing is None:
-        polling.progress.report(
-            "deploying", _ROLLOUT_FROM, f"Creating Cloud Run service {target.service}"
-        )
-        service = run_v2.Service(
-            template=run_v2.RevisionTemplate(containers=[container]),
-            labels={"managed-by": "deploychat"},
-        )
-        with _api_errors("create the Cloud Run service"):
-            operation = client.create_service(
-                parent=target.parent, service=service, service_id=target.service
-            )
-    else:
-        polling.progress.report(
-            "deploying", _ROLLOUT_FROM, f"Updating Cloud Run service {target.service}"
-        )
-        # Keep everything the service has (env, scaling, secrets); change the image and port,
-        # and set the variables given, leaving the others as they are.
-        if existing.template.containers:
-            first = existing.template.containers[0]
-            first.image = image
-            first.ports = [run_v2.ContainerPort(container_port=port)]
-            kept = [e for e in first.env if e.name not in env]
-            first.env = [*kept, *container.env]
-        else:
-            existing.template.containers = [container]
-        with _api_errors("update the Cloud Run service"):
-            operation = client.update_service(service=existing)
-    return _follow_rollout(operation, target, polling, timeout_s)
+    # $BUILDER_OUTPUT too becomes $$BUILDER_OUTPUT: bash, not Cloud Build, expands it.
+    return _literal(script)
 
 
-def _follow_rollout(
-    operation: Operation, target: CloudRunTarget, polling: _Polling, timeout_s: float
-) -> run_v2.Service:
-    started = time.monotonic()
-    percent = _ROLLOUT_FROM
-    while True:
-        with _api_errors("check on the Cloud Run rollout"):
-            done = operation.done()  # type: ignore[no-untyped-call]
-        if done:
-            break
-        if polling.should_cancel():
-            # A rollout cannot be called back; say so rather than pretend it stopped.
-            raise Cancelled(
-                f"cancelled while Cloud Run was rolling out {target.service}; "
-                "the new revision may still go live"
+def _literal(text: str) -> str:
+    # Cloud Build substitutes $NAME and ${NAME} in step args; $$ is a literal $.
+    return text.replace("$", "$$")
+
+
+def find_build(
+    client: cloudbuild_v1.CloudBuildClient, target: CloudRunTarget, deployment_id: str
+) -> cloudbuild_v1.Build | None:
+    """The build started for `deployment_id`, if an earlier attempt submitted one."""
+    with api_errors("look for the deployment's build"):
+        builds = client.list_builds(
+            request=cloudbuild_v1.ListBuildsRequest(
+                project_id=target.project,
+                parent=target.parent,
+                filter=f'tags="{deployment_tag(deployment_id)}"',
+                page_size=5,
             )
-        if time.monotonic() - started > timeout_s:
-            raise ToolError(
-                f"Cloud Run did not finish rolling out {target.service} within {timeout_s:g} s."
-            )
-        percent = min(_ROLLOUT_TO, percent + 2)
-        polling.progress.report(
-            "deploying", percent, f"Rolling out a new revision of {target.service}"
         )
-        polling.wait()
-    error = operation.exception()  # type: ignore[no-untyped-call]
-    if error is not None:
-        message = getattr(error, "message", None) or str(error)
-        raise ToolError(f"Cloud Run could not deploy {target.service}: {message}")
-    service: run_v2.Service = operation.result()  # type: ignore[no-untyped-call]
-    return service
+        for build in builds:
+            found: cloudbuild_v1.Build = build
+            return found
+    return None
+
+
+def cancel_build(
+    client: cloudbuild_v1.CloudBuildClient, project: str, region: str, build_id: str
+) -> bool:
+    """Best effort: the build may have finished meanwhile, or the network be gone."""
+    name = f"projects/{project}/locations/{region}/builds/{build_id}"
+    try:
+        client.cancel_build(name=name, project_id=project, id=build_id)
+    except (gexc.GoogleAPICallError, requests.RequestException, GoogleAuthError):
+        return False
+    return True
 
 
 # ---------------------------------------------------------------- errors
-
-
-class _NotFoundError(ToolError):
-    """A NotFound from the API, for the one call where that is an answer, not a failure."""
 
 
 _TRANSIENT = (
@@ -419,12 +382,10 @@ _TRANSIENT = (
 
 
 @contextlib.contextmanager
-def _api_errors(what: str) -> Iterator[None]:
+def api_errors(what: str) -> Iterator[None]:
     """Google API errors as a message for the user: permanent, or retryable when it may pass."""
     try:
         yield
-    except gexc.NotFound as exc:
-        raise _NotFoundError(f"Could not {what}: not found ({exc.message})") from exc
     except (gexc.PermissionDenied, gexc.Unauthenticated, gexc.Forbidden, gexc.Unauthorized) as exc:
         raise ToolError(
             f"Google Cloud refused to {what}: {exc.message}. Check that the APIs (Cloud Build, "

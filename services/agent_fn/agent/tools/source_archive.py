@@ -1,7 +1,8 @@
 """Packs the app's source for Cloud Build: a .tgz of the tree with our Dockerfile added.
 
-Our Dockerfile and .dockerignore go in at the root, in place of any the repository has (its
-files on disk are not touched). What never belongs in a build context (VCS data, installed
+Our Dockerfile and .dockerignore, when there are any (a generated build plan), go in at the
+root, in place of any the repository has (its files on disk are not touched); without them the
+repository's own are kept. What never belongs in a build context (VCS data, installed
 dependencies, virtual environments) is left out here already, so the upload stays small.
 """
 
@@ -13,25 +14,36 @@ import stat
 import tarfile
 import time
 from pathlib import Path
+from typing import Protocol
 
-from .dockerfile_gen import GeneratedFiles
 from .errors import ToolError
 
 MAX_ARCHIVE_INPUT_BYTES = 500_000_000
 _SKIP_DIRS = frozenset(
     {".git", ".hg", ".svn", "node_modules", ".venv", "venv", "__pycache__", ".next", ".terraform"}
 )
-_REPLACED = frozenset({"Dockerfile", ".dockerignore"})
+
+
+class AddedFiles(Protocol):
+    """What goes into the archive's root besides the tree (GeneratedFiles, BuildPlan)."""
+
+    @property
+    def dockerfile(self) -> str | None: ...
+
+    @property
+    def dockerignore(self) -> str | None: ...
 
 
 def make_source_archive(
     source_dir: Path,
-    files: GeneratedFiles,
+    files: AddedFiles,
     dest: Path,
     *,
     max_bytes: int = MAX_ARCHIVE_INPUT_BYTES,
 ) -> Path:
     root = source_dir.resolve()
+    added = {"Dockerfile": files.dockerfile, ".dockerignore": files.dockerignore}
+    replaced = {name for name, text in added.items() if text is not None}
     total = 0
     with tarfile.open(dest, "w:gz") as tar:
         for directory, dirnames, filenames in os.walk(root):
@@ -50,7 +62,7 @@ def make_source_archive(
             for name in sorted(filenames):
                 path = Path(directory, name)
                 rel = path.relative_to(root).as_posix()
-                if rel in _REPLACED:
+                if rel in replaced:
                     continue
                 try:
                     info = path.lstat()
@@ -65,8 +77,9 @@ def make_source_archive(
                         "much to upload for a build. Add a .dockerignore or clean the tree."
                     )
                 tar.add(path, arcname=rel, recursive=False)
-        _add_text(tar, "Dockerfile", files.dockerfile)
-        _add_text(tar, ".dockerignore", files.dockerignore)
+        for name, text in added.items():
+            if text is not None:
+                _add_text(tar, name, text)
     return dest
 
 
