@@ -26,6 +26,7 @@ ErrorCode = Literal[
     "too_large",
     "rate_limited",
     "unauthorized",
+    "forbidden",
     "agent_failed",
     "model_unavailable",
     "internal",
@@ -146,6 +147,9 @@ class DeploymentCompleteEvent(_Stored):
     status: Literal["succeeded", "failed"]
     url: str | None = None
     message: str
+    # An addition to PROTOCOL.md: how it ended, so a declined or cancelled deployment (status
+    # "failed") is not shown as a failure. Absent from older events.
+    outcome: Literal["succeeded", "failed", "cancelled", "declined"] | None = None
 
 
 class ErrorEvent(_Stored):

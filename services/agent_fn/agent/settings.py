@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import tempfile
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 
 from deploychat.settings import CommonSettings
 
@@ -101,3 +102,45 @@ class AgentSettings(CommonSettings):
     cancel_poll_s: float = Field(
         default=1.0, description="How often a running tool checks whether the turn was cancelled."
     )
+    deploy_allowlist: list[str] = Field(
+        default_factory=list,
+        description='Who may deploy to Cloud Run: a JSON list of emails and "@domain" entries, '
+        'e.g. ["alice@example.com", "@example.org"] (a domain entry matches that domain '
+        "exactly, not its subdomains). Only the session owner's verified email counts. Empty: "
+        "nobody.",
+    )
+    build_service_account: str | None = Field(
+        default=None,
+        description="Email of the service account the agent's Cloud Builds run as (the "
+        "project's default build identity if unset).",
+    )
+    app_service_account: str | None = Field(
+        default=None,
+        description="Email of the service account deployed Cloud Run services run as (Cloud "
+        "Run's default if unset).",
+    )
+    deploy_allow_unauthenticated: bool = Field(
+        default=False,
+        description="Make deployed Cloud Run services public (allUsers may invoke them).",
+    )
+    cloudbuild_endpoint: str | None = Field(
+        default=None,
+        description="Cloud Build API endpoint override, with anonymous credentials: local fakes "
+        "only.",
+    )
+    storage_endpoint: str | None = Field(
+        default=None,
+        description="Cloud Storage endpoint override, with anonymous credentials: local fakes "
+        "only.",
+    )
+
+    @field_validator("deploy_allowlist")
+    @classmethod
+    def _allowlist_entries(cls, entries: list[str]) -> list[str]:
+        out = []
+        for entry in entries:
+            clean = entry.strip().lower()
+            if not re.fullmatch(r"[^@\s]*@[a-z0-9.-]+\.[a-z]{2,}", clean):
+                raise ValueError(f"{entry!r} is neither an email nor an @domain")
+            out.append(clean)
+        return out

@@ -60,6 +60,7 @@ class Toolbox:
             workspace.model_dump(exclude_none=True) if workspace else {}
         )
         self._done = done
+        self._session = session
 
     @property
     def workspace(self) -> dict[str, Any]:
@@ -191,8 +192,18 @@ class Toolbox:
         )
 
     def _request_deployment(self, args: DeployArgs) -> _Step:
+        from .deploy_access import cloud_run_refusal, forbidden_event
         from .deployments import request_deployment
 
+        if args.target == "cloud_run":
+            # The owner as the edge wrote it on the session, never anything the client says.
+            refusal = cloud_run_refusal(self._settings.deploy_allowlist, self._session)
+            if refusal is not None:
+                return _Step(
+                    ToolOutcome({"error": refusal, "summary": refusal, "code": "forbidden"}),
+                    [forbidden_event(self._turn_id, refusal)],
+                    {},
+                )
         try:
             analysis, drafts = self.analysis_for(args.source)
         except ToolError as exc:
