@@ -1,4 +1,9 @@
-"""Child processes of the local stack: each in its own process group, stopped as a group."""
+"""Child processes of the local stack: each in its own process group, stopped as a group.
+
+A reaper process outlives this one: it is told every group started here, and when this process
+dies (even by SIGKILL, when nothing here runs any more) its end of a pipe closes and it kills
+whatever group is left. So no emulator, edge or function outlives the stack that started it.
+"""
 
 from __future__ import annotations
 
@@ -30,6 +35,75 @@ def http_get(url: str, timeout: float = 2.0) -> tuple[int, str]:
             return resp.status, resp.read().decode(errors="replace")
     except urllib.error.HTTPError as exc:
         return exc.code, ""
+
+
+# The reaper: reads "+PGID" / "-PGID" lines; at end of input, SIGTERM to every group left, then
+# SIGKILL to what did not go within 3 s. Its own session, so a Ctrl-C meant for us misses it.
+_REAPER = r"""
+import os, signal, sys, time
+groups = set()
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+for line in sys.stdin:
+    line = line.strip()
+    if line[:1] in "+-" and line[1:].isdigit():
+        (groups.add if line[0] == "+" else groups.discard)(int(line[1:]))
+def alive(g):
+    try:
+        os.killpg(g, 0)
+        return True
+    except OSError:
+        return False
+for sig in (signal.SIGTERM, signal.SIGKILL):
+    for g in [g for g in groups if alive(g)]:
+        try:
+            os.killpg(g, sig)
+        except OSError:
+            pass
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline and any(alive(g) for g in groups):
+        time.sleep(0.1)
+"""
+
+
+class _Reaper:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def _send(self, line: str) -> None:
+        with self._lock:
+            if self._proc is None or self._proc.poll() is not None:
+                self._proc = subprocess.Popen(
+                    [sys.executable, "-c", _REAPER],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            assert self._proc.stdin is not None
+            with contextlib.suppress(OSError):
+                self._proc.stdin.write(f"{line}\n".encode())
+                self._proc.stdin.flush()
+
+    def watch(self, pgid: int) -> None:
+        self._send(f"+{pgid}")
+
+    def forget(self, pgid: int) -> None:
+        self._send(f"-{pgid}")
+
+
+REAPER = _Reaper()
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class ManagedProcess:
@@ -71,6 +145,7 @@ class ManagedProcess:
             # its descendants (gcloud starts the emulator's JVM as a grandchild).
             start_new_session=True,
         )
+        REAPER.watch(self.proc.pid)
         assert self.proc.stdout is not None
         self._reader = threading.Thread(
             target=self._copy_output, args=(self.proc.stdout,), daemon=True
@@ -101,17 +176,25 @@ class ManagedProcess:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, sig)
 
-    def stop(self, timeout: float = 10.0) -> None:
+    @property
+    def returncode(self) -> int | None:
+        return None if self.proc is None else self.proc.poll()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """SIGTERM to the group, SIGKILL to what is left of it after `timeout` seconds."""
         if self.proc is None:
             return
+        pgid = self.proc.pid
         self.signal(signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout)
-        # The group may outlive its leader (the emulator's JVM): make sure all of it is gone.
+        deadline = time.monotonic() + timeout
+        # The group may outlive its leader (the emulator's JVM): wait for all of it.
+        while time.monotonic() < deadline and (self.proc.poll() is None or group_alive(pgid)):
+            time.sleep(0.05)
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
+            os.killpg(pgid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(5)
+        REAPER.forget(pgid)
         if self._reader is not None:
             self._reader.join(2)
 

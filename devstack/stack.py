@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,9 +41,24 @@ class StackConfig:
     max_backoff_s: int = 600
     max_delivery_attempts: int = 5
     ack_deadline_s: int = 600
+    # Cloud Build's notifications, pushed to the function's handle_build_event (locally the
+    # fake Cloud Build of the tests publishes there).
+    builds_topic: str = "cloud-builds"
     # Settings for the function and the edge (DEPLOYCHAT_* and the like).
     function_env: dict[str, str] = field(default_factory=dict)
     edge_env: dict[str, str] = field(default_factory=dict)
+    # `make dev` pins the Auth emulator's port (127.0.0.1:9099, the emulator's default) and
+    # keeps the emulators' data in a folder across restarts; tests take free ports, no data.
+    auth_port: int | None = None
+    data_dir: Path | None = None
+    # Several instances, as production runs: N edges on ports of their own (the first on
+    # edge_port) and M function instances behind one push endpoint (devstack/balancer.py).
+    edges: int = 1
+    functions: int = 1
+    # The balancer even for one function (tests that need its fault hooks).
+    balancer: bool = False
+    # The stuck-turn sweeper (the `sweep_turns` entry point), called this often; None: not run.
+    sweep_interval_s: float | None = 10.0
 
 
 class Emulator:
@@ -63,6 +79,9 @@ class Emulator:
             ]
         else:
             argv = [gcloud, "emulators", "firestore", "start", f"--host-port={self.host}"]
+            saved = firestore_export(config)
+            if saved is not None:
+                argv.append(f"--import-data={saved}")
         self.process = ManagedProcess(
             f"{kind}-emulator",
             argv,
@@ -86,6 +105,9 @@ class Emulator:
         self.process.stop()
 
 
+MODEL_KEYS = ("GEMINI_API_KEY", "GOOGLE_API_KEY", "DEPLOYCHAT_GEMINI_API_KEY")
+
+
 class AuthEmulator:
     """The Firebase Authentication emulator (firebase-tools from npm), on ports of its own.
 
@@ -94,8 +116,9 @@ class AuthEmulator:
     """
 
     def __init__(self, config: StackConfig) -> None:
-        self.port = free_port()
+        self.port = config.auth_port or free_port()
         self.host = f"127.0.0.1:{self.port}"
+        self.hub_port = free_port()
         state = config.log_dir / "firebase"
         state.mkdir(parents=True, exist_ok=True)
         firebase_json = state / "firebase.json"
@@ -104,7 +127,7 @@ class AuthEmulator:
                 {
                     "emulators": {
                         "auth": {"host": "127.0.0.1", "port": self.port},
-                        "hub": {"host": "127.0.0.1", "port": free_port()},
+                        "hub": {"host": "127.0.0.1", "port": self.hub_port},
                         "logging": {"host": "127.0.0.1", "port": free_port()},
                         "ui": {"enabled": False},
                         "singleProjectMode": True,
@@ -126,6 +149,7 @@ class AuthEmulator:
                 config.project,
                 "--config",
                 str(firebase_json),
+                *auth_import_args(config),
             ],
             env=env,
             cwd=state,
@@ -146,6 +170,21 @@ class AuthEmulator:
         self.process.stop()
 
 
+def firestore_export(config: StackConfig) -> Path | None:
+    """The metadata file of the Firestore data `make dev` saved last (devstack/persist.py)."""
+    if config.data_dir is None:
+        return None
+    found = sorted((config.data_dir / "firestore").glob("*/*.overall_export_metadata"))
+    return found[-1] if found else None
+
+
+def auth_import_args(config: StackConfig) -> list[str]:
+    saved = None if config.data_dir is None else config.data_dir / "auth"
+    if saved is None or not (saved / "firebase-export-metadata.json").exists():
+        return []
+    return ["--import", str(saved)]
+
+
 def firebase_cli() -> Path:
     """firebase-tools, installed from package-lock.json by `npm ci` when missing."""
     cli = ROOT / "node_modules" / ".bin" / "firebase"
@@ -163,8 +202,21 @@ class Stack:
         self.firestore: Emulator | None = None
         self.auth: AuthEmulator | None = None
         self.function: ManagedProcess | None = None
+        self.builds_function: ManagedProcess | None = None
         self.edge: ManagedProcess | None = None
         self.function_port = free_port()
+        self.builds_function_port = free_port()
+        # Instance i of each; the single-instance names above are instance 0.
+        n_functions, n_edges = max(1, self.config.functions), max(1, self.config.edges)
+        self.function_ports = [self.function_port] + [free_port() for _ in range(n_functions - 1)]
+        self.functions: list[ManagedProcess | None] = [None] * n_functions
+        self.edge_ports = [self.config.edge_port] + [free_port() for _ in range(n_edges - 1)]
+        self.edges: list[ManagedProcess | None] = [None] * n_edges
+        self.balancer: ManagedProcess | None = None
+        self.balancer_port = free_port() if n_functions > 1 or self.config.balancer else None
+        self.sweeper: ManagedProcess | None = None
+        self.sweeper_port = free_port()
+        self._scheduler: Scheduler | None = None
 
     # ---------------------------------------------------------------- emulators
 
@@ -205,10 +257,8 @@ class Stack:
     def push_endpoint(self) -> str:
         # The topic stays in the path: functions-framework turns a raw push body into a
         # CloudEvent and takes the event's source from it.
-        return (
-            f"http://127.0.0.1:{self.function_port}/projects/{self.config.project}"
-            f"/topics/{self.config.topic}"
-        )
+        port = self.balancer_port or self.function_port
+        return f"http://127.0.0.1:{port}/projects/{self.config.project}/topics/{self.config.topic}"
 
     def setup_pubsub(self) -> None:
         from google.cloud import pubsub_v1  # type: ignore[attr-defined]
@@ -244,6 +294,26 @@ class Stack:
                 name=subscriber.subscription_path(cfg.project, f"{cfg.topic}-dead-letter-hold"),
                 topic=dead,
             )
+        # Cloud Build's notifications: unordered and at least once, as handle_build_event expects.
+        builds = publisher.topic_path(cfg.project, cfg.builds_topic)
+        with contextlib.suppress(gexc.AlreadyExists):
+            publisher.create_topic(name=builds)
+        with contextlib.suppress(gexc.AlreadyExists):
+            subscriber.create_subscription(
+                request=types.Subscription(
+                    name=subscriber.subscription_path(cfg.project, f"{cfg.builds_topic}-to-agent"),
+                    topic=builds,
+                    push_config=types.PushConfig(
+                        push_endpoint=f"http://127.0.0.1:{self.builds_function_port}"
+                        f"/projects/{cfg.project}/topics/{cfg.builds_topic}"
+                    ),
+                    ack_deadline_seconds=60,
+                    retry_policy=types.RetryPolicy(
+                        minimum_backoff=duration_pb2.Duration(seconds=cfg.min_backoff_s),
+                        maximum_backoff=duration_pb2.Duration(seconds=cfg.max_backoff_s),
+                    ),
+                )
+            )
 
     # ---------------------------------------------------------------- services
 
@@ -255,48 +325,148 @@ class Stack:
         env.update(extra)
         return env
 
-    def start_function(self) -> None:
+    def function_env(self) -> dict[str, str]:
         env = self.service_env({})
         env["DEPLOYCHAT_MAX_DELIVERY_ATTEMPTS"] = str(self.config.max_delivery_attempts)
         # "deploy ./examples/hello-flask locally" means the repository's examples.
         env["DEPLOYCHAT_SOURCE_ROOT"] = str(ROOT)
+        # Off by default (secure by default); on here, for `make dev` and the tests.
+        env.setdefault("DEPLOYCHAT_LOCAL_SOURCES", "true")
+        env.setdefault("DEPLOYCHAT_LOCAL_DEPLOY", "true")
         state = self.config.log_dir.parent
         env["DEPLOYCHAT_WORK_DIR"] = str(state / "work")
         env["DEPLOYCHAT_DEPLOY_STATE_DIR"] = str(state / "deployments")
+        # The sweeper publishes stuck turns again to the stack's topic.
+        env["DEPLOYCHAT_TURNS_TOPIC"] = self.config.topic
         env.update(self.config.function_env)
-        self.function = ManagedProcess(
-            "agent_fn",
+        return env
+
+    def _function_process(
+        self, name: str, target: str, signature: str, port: int
+    ) -> ManagedProcess:
+        return ManagedProcess(
+            name,
             [
                 sys.executable,
                 "-m",
                 "functions_framework",
-                "--target=handle_turn",
+                f"--target={target}",
+                f"--source={FUNCTION_DIR / 'main.py'}",
+                f"--signature-type={signature}",
+                "--host=127.0.0.1",
+                f"--port={port}",
+            ],
+            env=self.function_env(),
+            cwd=FUNCTION_DIR,
+            log_path=self.config.log_dir / f"{name}.log",
+            echo=self.config.echo,
+        )
+
+    def start_function(self, index: int = 0) -> None:
+        """Start function instance `index` (instance 0 also starts the builds entry point)."""
+        port = self.function_ports[index]
+        name = "agent_fn" if index == 0 else f"agent_fn-{index}"
+        proc = self._function_process(name, "handle_turn", "cloudevent", port)
+        self.functions[index] = proc
+        if index == 0:
+            self.function = proc
+        proc.start()
+        proc.wait_ready(lambda: http_get(f"http://127.0.0.1:{port}/")[0] > 0, 60)
+        if index != 0 or (self.builds_function is not None and self.builds_function.alive):
+            return
+        env = self.function_env()
+        # The function's second entry point, as its own process: on Google Cloud it is a
+        # function of its own too, from the same source.
+        self.builds_function = ManagedProcess(
+            "agent_fn_builds",
+            [
+                sys.executable,
+                "-m",
+                "functions_framework",
+                "--target=handle_build_event",
                 f"--source={FUNCTION_DIR / 'main.py'}",
                 "--signature-type=cloudevent",
                 "--host=127.0.0.1",
-                f"--port={self.function_port}",
+                f"--port={self.builds_function_port}",
             ],
             env=env,
             cwd=FUNCTION_DIR,
-            log_path=self.config.log_dir / "agent_fn.log",
+            log_path=self.config.log_dir / "agent_fn_builds.log",
             echo=self.config.echo,
         )
-        self.function.start()
-        self.function.wait_ready(
-            lambda: http_get(f"http://127.0.0.1:{self.function_port}/")[0] > 0, 60
+        self.builds_function.start()
+        self.builds_function.wait_ready(
+            lambda: http_get(f"http://127.0.0.1:{self.builds_function_port}/")[0] > 0, 60
         )
 
-    def restart_function(self) -> None:
-        if self.function is not None:
-            self.function.stop()
-        self.start_function()
+    def restart_function(self, index: int | None = None) -> None:
+        """Restart one function instance, or (None) all of them, e.g. to apply new settings."""
+        if index is None and self.builds_function is not None:
+            self.builds_function.stop()
+        for i in range(len(self.functions)) if index is None else [index]:
+            proc = self.functions[i]
+            if proc is not None:
+                proc.stop()
+            self.start_function(i)
+        if index is None and self.sweeper is not None:
+            self.sweeper.stop()
+            self.start_sweeper()
 
-    def start_edge(self) -> None:
-        env = self.service_env(self.config.edge_env)
-        env["PORT"] = str(self.config.edge_port)
+    def start_balancer(self) -> None:
+        if self.balancer_port is None:
+            return
+        upstreams = [f"--upstream=127.0.0.1:{port}" for port in self.function_ports]
+        self.balancer = ManagedProcess(
+            "balancer",
+            [sys.executable, "-m", "devstack.balancer", f"--port={self.balancer_port}", *upstreams],
+            env=self.service_env({}),
+            cwd=ROOT,
+            log_path=self.config.log_dir / "balancer.log",
+            echo=self.config.echo,
+        )
+        self.balancer.start()
+        port = self.balancer_port
+        self.balancer.wait_ready(
+            lambda: http_get(f"http://127.0.0.1:{port}/_balancer/stats")[0] == 200, 30
+        )
+
+    def balancer_drop(self, turn_id: str) -> None:
+        """From now on the balancer acknowledges redeliveries of this turn without passing them."""
+        assert self.balancer_port is not None, "the stack runs no balancer"
+        url = f"http://127.0.0.1:{self.balancer_port}/_balancer/drop?turn_id={turn_id}"
+        urllib.request.urlopen(urllib.request.Request(url, method="POST"), timeout=10).close()
+
+    def start_sweeper(self) -> None:
+        if self.config.sweep_interval_s is None:
+            return
+        port = self.sweeper_port
+        self.sweeper = self._function_process("sweeper", "sweep_turns", "http", port)
+        self.sweeper.start()
+        self.sweeper.wait_ready(lambda: http_get(f"http://127.0.0.1:{port}/")[0] > 0, 60)
+        if self._scheduler is None:
+            self._scheduler = Scheduler(f"http://127.0.0.1:{port}/", self.config.sweep_interval_s)
+            self._scheduler.start()
+
+    def sweep(self) -> dict[str, object]:
+        """One sweep now (as Cloud Scheduler's call would), its report."""
+        url = f"http://127.0.0.1:{self.sweeper_port}/"
+        with urllib.request.urlopen(urllib.request.Request(url, method="POST"), timeout=60) as r:
+            report: dict[str, object] = json.loads(r.read())
+            return report
+
+    def start_edge(self, index: int = 0) -> None:
+        port = self.edge_ports[index]
+        env = self.service_env({})
+        env["PORT"] = str(port)
         env["DEPLOYCHAT_TURNS_TOPIC"] = self.config.topic
-        self.edge = ManagedProcess(
-            "ws_edge",
+        # The page shows which model answers; without a key the agent runs offline.
+        function_env = {**os.environ, **self.config.function_env}
+        if any(function_env.get(k) for k in MODEL_KEYS):
+            env["DEPLOYCHAT_AGENT_MODEL"] = function_env.get("DEPLOYCHAT_MODEL", "gemini-2.5-flash")
+        env.update(self.config.edge_env)
+        name = "ws_edge" if index == 0 else f"ws_edge-{index}"
+        edge = ManagedProcess(
+            name,
             [
                 sys.executable,
                 "-m",
@@ -307,18 +477,26 @@ class Stack:
             ],
             env=env,
             cwd=EDGE_DIR,
-            log_path=self.config.log_dir / "ws_edge.log",
+            log_path=self.config.log_dir / f"{name}.log",
             echo=self.config.echo,
         )
-        self.edge.start()
-        self.edge.wait_ready(
-            lambda: http_get(f"http://127.0.0.1:{self.config.edge_port}/healthz")[0] == 200, 60
-        )
+        self.edges[index] = edge
+        if index == 0:
+            self.edge = edge
+        edge.start()
+        edge.wait_ready(lambda: http_get(f"http://127.0.0.1:{port}/healthz")[0] == 200, 60)
 
-    def restart_edge(self) -> None:
-        if self.edge is not None:
-            self.edge.stop()
-        self.start_edge()
+    def restart_edge(self, index: int | None = None) -> None:
+        """Restart one edge, or (None) all of them."""
+        for i in range(len(self.edges)) if index is None else [index]:
+            proc = self.edges[i]
+            if proc is not None:
+                proc.stop()
+            self.start_edge(i)
+
+    @property
+    def ws_urls(self) -> list[str]:
+        return [f"ws://127.0.0.1:{port}/ws/chat" for port in self.edge_ports]
 
     @property
     def edge_url(self) -> str:
@@ -331,9 +509,13 @@ class Stack:
     def start(self) -> None:
         try:
             self.start_emulators()
+            self.start_balancer()
             self.setup_pubsub()
-            self.start_function()
-            self.start_edge()
+            for i in range(len(self.functions)):
+                self.start_function(i)
+            self.start_sweeper()
+            for i in range(len(self.edges)):
+                self.start_edge(i)
         except BaseException:
             self.stop()
             raise
@@ -358,9 +540,39 @@ class Stack:
                 self.stop_local_deployments()
             except Exception as exc:  # best effort: the stack must stop regardless
                 print(f"could not stop local deployments: {exc}", file=sys.stderr)
-        for proc in (self.edge, self.function):
+        if self._scheduler is not None:
+            self._scheduler.stop()
+        procs = (*self.edges, *self.functions, self.builds_function, self.sweeper, self.balancer)
+        for proc in procs:
             if proc is not None:
                 proc.stop()
         for emulator in (self.pubsub, self.firestore, self.auth):
             if emulator is not None:
                 emulator.stop()
+
+
+class Scheduler:
+    """Cloud Scheduler's part locally: POST to the sweeper every `interval_s`."""
+
+    def __init__(self, url: str, interval_s: float) -> None:
+        self._url = url
+        self._interval = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="sweep-scheduler")
+        self.runs = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            request = urllib.request.Request(self._url, method="POST")
+            # A sweeper down (restarting, or the emulator paused) misses a run, as a failed
+            # Cloud Scheduler attempt would.
+            with contextlib.suppress(OSError):
+                urllib.request.urlopen(request, timeout=max(30.0, self._interval)).close()
+            self.runs += 1
