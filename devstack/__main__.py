@@ -79,9 +79,14 @@ def quick_ready(url: str) -> Callable[[], bool]:
 
 
 def all_processes(stack: Stack) -> list[ManagedProcess]:
-    procs = [stack.edge, stack.function]
-    procs += [e.process for e in (stack.pubsub, stack.firestore, stack.auth) if e is not None]
-    return [p for p in procs if p is not None]
+    """Every process the stack holds (services, instances, emulators), whatever it names them."""
+    found: dict[int, ManagedProcess] = {}
+    for value in vars(stack).values():
+        for item in value if isinstance(value, list) else [value]:
+            proc = getattr(item, "process", item)
+            if isinstance(proc, ManagedProcess):
+                found[id(proc)] = proc
+    return list(found.values())
 
 
 def shut_down(stack: Stack, data_dir: Path | None) -> None:
@@ -107,6 +112,10 @@ def shut_down(stack: Stack, data_dir: Path | None) -> None:
         t.start()
     for t in stoppers:
         t.join(left + 2.0)
+    # The stack's own stop for anything else it keeps (threads, schedulers); all is dead by now.
+    final = threading.Thread(target=stack.stop, daemon=True)
+    final.start()
+    final.join(2.0)
     say(f"stopped in {time.monotonic() - started:.1f} s")
 
 
