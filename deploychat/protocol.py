@@ -17,7 +17,15 @@ from deploychat.errors import ProtocolError
 
 PROTOCOL_VERSION = 1
 
+# Firestore reserves document ids of the form __x__: such a session id could never be stored.
 SessionId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{8,128}$")]
+
+
+def is_reserved_id(value: str) -> bool:
+    """Firestore reserves document ids of the form __x__: no session can have one."""
+    return value.startswith("__") and value.endswith("__")
+
+
 MessageId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 
 ErrorCode = Literal[
@@ -59,7 +67,7 @@ class ChatFrame(_Received):
 
 class PingFrame(_Received):
     type: Literal["ping"]
-    ts: float
+    ts: Annotated[float, Field(allow_inf_nan=False)]
 
 
 class CancelFrame(_Received):
@@ -98,6 +106,7 @@ class ErrorFrame(_Sent):
     code: ErrorCode
     message: str
     ref: str | None = None
+    retry_after_s: float | None = None
 
 
 # ---------------------------------------------------------------- stored session events
@@ -123,6 +132,10 @@ class ChatEvent(_Stored):
 class TypingEvent(_Stored):
     type: Literal["typing"] = "typing"
     is_typing: bool
+    # An addition to PROTOCOL.md: with is_typing true, what the agent is doing, when it is worth
+    # saying ("retrying": a model call failed or stalled and is being tried again). The latest
+    # typing event of a turn holds; one without `status` means plain work again.
+    status: str | None = None
 
 
 class AnalysisEvent(_Stored):
@@ -183,13 +196,18 @@ def parse_client_frame(raw: str | bytes) -> ClientFrame:
     """Parse one WebSocket frame from a client, or raise a ProtocolError saying what is wrong."""
     if isinstance(raw, bytes):
         raise ProtocolError("invalid_message", "frames must be UTF-8 JSON text, not binary")
+    if raw.count("{") + raw.count("[") > MAX_NESTING and _nesting(raw) > MAX_NESTING:
+        raise ProtocolError("invalid_message", f"frame is nested deeper than {MAX_NESTING}")
     try:
-        obj = json.loads(raw)
+        obj = json.loads(raw, parse_constant=_refuse_constant)
     except ValueError as exc:
         raise ProtocolError("invalid_message", f"frame is not valid JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise ProtocolError("invalid_message", "frame must be a JSON object")
-    ref = obj.get("id") if isinstance(obj.get("id"), str) else None
+    if not _all_text_encodable(obj):
+        # A lone surrogate (\ud800) is valid JSON but not Unicode text: nothing could store it.
+        raise ProtocolError("invalid_message", "frame has a string that is not valid Unicode")
+    ref = _valid_ref(obj.get("id"))
     kind = obj.get("type")
     if not isinstance(kind, str):
         raise ProtocolError("invalid_message", "frame has no string field 'type'", ref)
@@ -197,6 +215,59 @@ def parse_client_frame(raw: str | bytes) -> ClientFrame:
         return CLIENT_FRAME.validate_python(obj)
     except ValidationError as exc:
         raise ProtocolError("invalid_message", _describe(exc, kind), ref) from None
+
+
+# Our frames are flat; JSON nested deeper than this is refused before it is parsed, so no
+# recursion limit is ever reached (a 2 KB frame can nest 1,000 deep).
+MAX_NESTING = 16
+
+
+def _nesting(text: str) -> int:
+    """How deep brackets nest, outside strings: a cheap scan before json.loads."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > MAX_NESTING:
+                    return deepest
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _all_text_encodable(value: Any) -> bool:
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(value, dict):
+        return all(_all_text_encodable(k) and _all_text_encodable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_all_text_encodable(v) for v in value)
+    return True
+
+
+def _valid_ref(value: Any) -> str | None:
+    """The frame's `id`, echoed in an error so the client knows which frame it was."""
+    return value if isinstance(value, str) and len(value) <= 256 else None
 
 
 def parse_server_frame(raw: str | bytes) -> ServerFrame:

@@ -17,6 +17,7 @@ import pytest
 from devstack.processes import free_port
 from devstack.stack import Stack, StackConfig
 from tests.support.fake_gemini import FakeGemini
+from tests.support.identity import forget_current_user
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
@@ -37,6 +38,8 @@ def function_env(fake: FakeGemini) -> dict[str, str]:
         "DEPLOYCHAT_MODEL_RETRY_MAX_DELAY_S": "0.2",
         "DEPLOYCHAT_MODEL_TIMEOUT_S": "30",
         "DEPLOYCHAT_PIECE_INTERVAL_MS": "100",
+        # A killed attempt is taken for dead 3 beats (6 s) after its last one.
+        "DEPLOYCHAT_TURN_HEARTBEAT_S": "2",
         "DEPLOYCHAT_LOG_LEVEL": "INFO",
     }
 
@@ -52,6 +55,9 @@ def stack(fake_gemini: FakeGemini) -> Iterator[Stack]:
         max_backoff_s=2,
         function_env=function_env(fake_gemini),
         edge_env={"DEPLOYCHAT_FEED_LINGER_S": "2"},
+        # No sweeper here: tests of the turn log leave sessions with leases from a fake clock,
+        # which it would drive again under them. Its own tests run stacks of their own.
+        sweep_interval_s=None,
     )
     stack = Stack(config)
     stack.start()
@@ -61,6 +67,8 @@ def stack(fake_gemini: FakeGemini) -> Iterator[Stack]:
 
 @pytest.fixture(autouse=True)
 def _clean_firestore(request: pytest.FixtureRequest) -> None:
+    # Each test acts for a user of its own (tests/support/identity.current_user).
+    forget_current_user()
     if "stack" in request.fixturenames:
         stack: Stack = request.getfixturevalue("stack")
         stack.reset_firestore()

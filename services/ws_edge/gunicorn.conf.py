@@ -44,6 +44,8 @@ def post_worker_init(worker: Any) -> None:
             if services is not None:
                 closed = services.hub.drain(1012, "service restart")
                 worker.log.info("drained %d sockets", closed)
+                # Let the closing handshakes finish (they are bounded by close_timeout_s).
+                services.hub.wait_empty(services.settings.close_timeout_s + 1.0)
 
         worker.deploychat_drain = gevent.spawn(drain)
         original(sig, frame)

@@ -55,3 +55,20 @@ def sign_up_email(
         {"email": email, "password": password, "returnSecureToken": True},
     )
     return User(answer["localId"], answer["idToken"], answer["refreshToken"], email)
+
+
+# The user a test's sockets act for unless they say otherwise: one per test (tests/conftest.py
+# forgets it between tests), so every socket of a test may resume that test's sessions.
+_current: User | None = None
+
+
+def current_user() -> User:
+    global _current
+    if _current is None:
+        _current = sign_up_guest()
+    return _current
+
+
+def forget_current_user() -> None:
+    global _current
+    _current = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -10,11 +11,20 @@ from typing import Any
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
+from tests.support.identity import current_user
+
 Frame = dict[str, Any]
 
 
 class RawClient:
-    def __init__(self, url: str, **kwargs: Any) -> None:
+    """`token`: the ID token `init` carries; by default the test's own user's (a guest signed
+    up on the Auth emulator), so every socket of one test may resume its sessions. `token=""`
+    sends none."""
+
+    def __init__(self, url: str, token: str | None = None, **kwargs: Any) -> None:
+        if token is None and os.environ.get("FIREBASE_AUTH_EMULATOR_HOST"):
+            token = current_user().id_token
+        self.token = token or None
         self._connection = connect(url, open_timeout=10, max_size=None, **kwargs)
         self.ws: ClientConnection = self._connection.__enter__()
         self.received: list[Frame] = []
@@ -37,6 +47,8 @@ class RawClient:
         return frame
 
     def init(self, **fields: Any) -> Frame:
+        if self.token is not None:
+            fields.setdefault("token", self.token)
         self.send({"type": "init", **fields})
         frame = self.recv()
         assert frame["type"] == "connected", frame

@@ -1,16 +1,26 @@
-"""One browser's (or program's) WebSocket: frames in, acks and session events out."""
+"""One browser's (or program's) WebSocket: frames in, acks and session events out.
+
+The socket's own greenlet (flask-sock's handler) reads frames and keeps the protocol's clocks:
+`init` within `init_timeout_s` (else 1008), some frame every `idle_timeout_s` (else 1001), and
+the socket's maximum age (1012, so the platform's request timeout never cuts it). Frames are
+handled in the order they came, by short-lived greenlets: init, chat and cancel call Firestore
+and Pub/Sub, whose deep stacks would otherwise stay in the socket greenlet's memory for its
+whole life. A ping with nothing queued before it is answered at once.
+"""
 
 from __future__ import annotations
 
-import hmac
 import logging
+import random
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
 from opentelemetry.trace import SpanKind
 from pydantic import BaseModel
+from simple_websocket import ConnectionClosed
 
 from deploychat.errors import ProtocolError, TransientError
 from deploychat.protocol import (
@@ -30,11 +40,13 @@ from deploychat.protocol import (
 from deploychat.tracing import tracer
 from deploychat.turn_message import TurnRequest
 
+from .identity import TokenVerifier, Unauthorized, User
+from .limits import RateLimited, SocketRegistry
 from .publisher import TurnPublisher
-from .session_store import SessionStore
+from .session_store import SessionNotYours, SessionStore
 from .session_stream import SessionFeed, SessionHub
 from .settings import EdgeSettings
-from .websocket import ConnectionClosed, WebSocket
+from .transport import ChatSocket
 
 try:
     from gevent import monkey as _monkey
@@ -45,6 +57,7 @@ except ImportError:  # pragma: no cover - the edge always runs under gevent
 log = logging.getLogger(__name__)
 _tracer = tracer(__name__)
 
+CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
 CLOSE_INTERNAL = 1011
 CLOSE_RESTART = 1012
@@ -58,19 +71,33 @@ class EdgeServices:
         settings: EdgeSettings,
         store: SessionStore | None = None,
         publisher: TurnPublisher | None = None,
+        verifier: TokenVerifier | None = None,
     ) -> None:
         self.settings = settings
         self.store = store or SessionStore(settings)
         self.publisher = publisher or TurnPublisher(settings)
+        self.verifier = verifier or TokenVerifier(settings)
         self.hub = SessionHub(self.store, settings)
+        self._sockets: SocketRegistry | None = None
+
+    @property
+    def sockets(self) -> SocketRegistry:
+        if self._sockets is None:
+            self._sockets = SocketRegistry(
+                self.store.db, self.settings.connections_per_user, self.settings.connection_lease_s
+            )
+        return self._sockets
 
 
 class Connection:
-    def __init__(self, ws: WebSocket, services: EdgeServices) -> None:
+    def __init__(self, ws: ChatSocket, services: EdgeServices) -> None:
         self._ws = ws
         self._services = services
         self._settings = services.settings
         self._open = True
+        self._id = uuid.uuid4().hex
+        self._user: User | None = None
+        self._socket_recorded = False
         self._session_id: str | None = None
         self._feed: SessionFeed | None = None
         self._cursor = 0
@@ -78,8 +105,11 @@ class Connection:
         self._lock = threading.Lock()
         self._delivering = False
         self._handling = False
+        self._init_received = False
         self._inbox: list[ClientFrame | ProtocolError] = []
-        self._chat_times: list[float] = []
+        self.opened_at = time.monotonic()
+        age = self._settings.socket_age_limit_s
+        self._max_age_s = age * (1 - random.random() * self._settings.socket_age_jitter)
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -88,7 +118,9 @@ class Connection:
         hub = self._services.hub
         hub.register(self)
         try:
-            self._ws.serve(self._receive)
+            self._read_loop()
+        except ConnectionClosed:
+            pass
         finally:
             self._open = False
             hub.unregister(self)
@@ -96,25 +128,56 @@ class Connection:
             if self._feed is not None:
                 self._feed.unsubscribe(self)
                 hub.release(self._feed)
+            if self._socket_recorded and self._user is not None:
+                spawn(self._forget_socket, self._user.uid)
+            self._ws.wait_closed()
+
+    def _read_loop(self) -> None:
+        settings = self._settings
+        last_frame = time.monotonic()
+        renew_at = last_frame + settings.connection_lease_s / 2
+        while self._open and self._ws.connected:
+            now = time.monotonic()
+            deadlines = [last_frame + settings.idle_timeout_s, self.opened_at + self._max_age_s]
+            if not self._init_received:
+                deadlines.append(self.opened_at + settings.init_timeout_s)
+            if self._socket_recorded:
+                deadlines.append(renew_at)
+            message = self._ws.receive(timeout=max(0.0, min(deadlines) - now))
+            now = time.monotonic()
+            if message is not None:
+                last_frame = now
+                self._receive(message)
+                continue
+            if not self._init_received and now >= self.opened_at + settings.init_timeout_s:
+                self._error("not_initialized", "no init in time")
+                self.close(CLOSE_POLICY, "no init in time")
+            elif now >= last_frame + settings.idle_timeout_s:
+                self.close(CLOSE_GOING_AWAY, "idle")
+            elif now >= self.opened_at + self._max_age_s:
+                # Before the platform's request timeout cuts it: the client reconnects at once.
+                self.close(CLOSE_RESTART, "connection age limit: reconnect")
+            elif self._socket_recorded and now >= renew_at and self._user is not None:
+                renew_at = now + settings.connection_lease_s / 2
+                spawn(self._renew_socket, self._user.uid)
 
     def _receive(self, raw: str | bytes) -> None:
-        """One frame from the client; frames are handled in the order they came.
-
-        A ping with nothing queued before it is answered here, at once. Anything else goes to a
-        greenlet that handles the queue in order and ends with it: init, chat and cancel call
-        Firestore and Pub/Sub, whose deep stacks would otherwise stay in this greenlet's memory
-        for the socket's whole life (a greenlet keeps every page of stack it has touched).
-        """
+        """One frame from the client; frames are handled in the order they came."""
         try:
             frame: ClientFrame | ProtocolError = parse_client_frame(raw)
         except ProtocolError as exc:
             frame = exc
+        except Exception:  # a frame must never end the socket without a close frame
+            log.exception("parsing a frame failed")
+            frame = ProtocolError("invalid_message", "the frame could not be read")
+        if isinstance(frame, InitFrame):
+            self._init_received = True
         if isinstance(frame, PingFrame) and not self._inbox and not self._handling:
             if self._open:
                 self._send(PongFrame(ts=frame.ts))
             return
-        self._inbox.append(frame)
         with self._lock:
+            self._inbox.append(frame)
             if self._handling:
                 return
             self._handling = True
@@ -137,14 +200,25 @@ class Connection:
         self._open = False
         self._ws.close(code, reason)
 
+    def abort(self) -> None:
+        """Drop the TCP connection at once (a drain whose close frame could not go out)."""
+        self._open = False
+        self._ws.abort()
+
     def _send(self, frame: BaseModel) -> None:
         try:
             self._ws.send(dump_frame(frame))
         except (ConnectionClosed, OSError):
             self._open = False
 
-    def _error(self, code: ErrorCode, message: str, ref: str | None = None) -> None:
-        self._send(ErrorFrame(code=code, message=message, ref=ref))
+    def _error(
+        self,
+        code: ErrorCode,
+        message: str,
+        ref: str | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        self._send(ErrorFrame(code=code, message=message, ref=ref, retry_after_s=retry_after_s))
 
     # ---------------------------------------------------------------- frames
 
@@ -158,27 +232,36 @@ class Connection:
             self._send(PongFrame(ts=frame.ts))
         elif isinstance(frame, InitFrame):
             self._init(frame)
-        elif self._session_id is None:
+        elif self._session_id is None or self._user is None:
             ref = frame.id if isinstance(frame, ChatFrame) else None
             self._error("not_initialized", "send init first", ref)
         elif isinstance(frame, ChatFrame):
-            self._chat(frame, self._session_id)
+            self._chat(frame, self._session_id, self._user)
         elif isinstance(frame, CancelFrame):
-            self._cancel(frame, self._session_id)
+            self._cancel(frame, self._session_id, self._user)
 
     def _init(self, frame: InitFrame) -> None:
-        if self._session_id is not None:
+        if self._user is not None or self._session_id is not None:
             self._error("invalid_message", "init was already sent on this connection")
             return
-        expected = self._settings.auth_token
-        if expected is not None and not hmac.compare_digest(
-            (frame.token or "").encode(), expected.get_secret_value().encode()
-        ):
-            self._error("unauthorized", "missing or wrong token")
-            self.close(CLOSE_POLICY, "unauthorized")
-            return
+        services = self._services
         try:
-            session_id, last_seq, resumed = self._services.store.open(frame.session_id)
+            user = services.verifier.verify(frame.token)
+            if self._settings.auth_mode != "none":
+                services.sockets.open(user.uid, self._id)
+                self._socket_recorded = True
+            self._user = user
+            session_id, last_seq, resumed = services.store.open(frame.session_id, user)
+        except Unauthorized as exc:
+            self._refuse("unauthorized", str(exc))
+            return
+        except SessionNotYours:
+            self._refuse("unauthorized", "no such session for this user")
+            return
+        except RateLimited as exc:
+            self._error("rate_limited", f"{exc.what}; wait a little", None, exc.retry_s)
+            self.close(CLOSE_POLICY, exc.what)
+            return
         except Exception:
             log.exception("opening session %s failed", frame.session_id)
             self._error("internal", "the session could not be opened; reconnect")
@@ -188,22 +271,29 @@ class Connection:
         # Without last_seq the client wants what comes next; with it, everything after it.
         self._cursor = last_seq if frame.last_seq is None else frame.last_seq
         self._send(ConnectedFrame(session_id=session_id, last_seq=last_seq, resumed=resumed))
-        feed = self._services.hub.acquire(session_id)
+        feed = services.hub.acquire(session_id)
         feed.note_last_seq(last_seq)
         if not self._open:
             # The socket closed while the session was opened: run() has cleaned up already.
-            self._services.hub.release(feed)
+            services.hub.release(feed)
             return
         self._feed = feed
         feed.subscribe(self)
 
-    def _chat(self, frame: ChatFrame, session_id: str) -> None:
-        now = time.monotonic()
-        self._chat_times = [t for t in self._chat_times if now - t < 60.0]
-        if len(self._chat_times) >= self._settings.chat_rate_per_minute:
-            self._error("rate_limited", "too many messages; wait a little", frame.id)
+    def _refuse(self, code: ErrorCode, message: str) -> None:
+        self._error(code, message)
+        self.close(CLOSE_POLICY, "unauthorized")
+
+    def _chat(self, frame: ChatFrame, session_id: str, user: User) -> None:
+        try:
+            self._services.store.accept_turn(session_id, user, frame.id, frame.content)
+        except RateLimited as exc:
+            self._error("rate_limited", "too many messages; wait a little", frame.id, exc.retry_s)
             return
-        self._chat_times.append(now)
+        except Exception:
+            log.exception("recording turn %s/%s failed", session_id, frame.id)
+            self._error("internal", "the message could not be accepted; send it again", frame.id)
+            return
         turn = TurnRequest(
             session_id=session_id, turn_id=frame.id, content=frame.content, accepted_at=time.time()
         )
@@ -219,14 +309,30 @@ class Connection:
                 return
             self._send(AckFrame(id=frame.id))
 
-    def _cancel(self, frame: CancelFrame, session_id: str) -> None:
+    def _cancel(self, frame: CancelFrame, session_id: str, user: User) -> None:
         try:
-            self._services.store.request_cancel(session_id, frame.turn_id)
+            self._services.store.request_cancel(session_id, user, frame.turn_id)
+        except RateLimited as exc:
+            self._error(
+                "rate_limited", "too many cancels; wait a little", frame.turn_id, exc.retry_s
+            )
         except Exception:
             log.exception("cancel of %s/%s failed", session_id, frame.turn_id)
             self._error(
                 "internal", "the cancel could not be recorded; send it again", frame.turn_id
             )
+
+    def _renew_socket(self, uid: str) -> None:
+        try:
+            self._services.sockets.renew(uid, self._id)
+        except Exception:
+            log.warning("renewing socket record of %s failed", uid, exc_info=True)
+
+    def _forget_socket(self, uid: str) -> None:
+        try:
+            self._services.sockets.close(uid, self._id)
+        except Exception:
+            log.warning("removing socket record of %s failed", uid, exc_info=True)
 
     # ---------------------------------------------------------------- events
 
@@ -269,7 +375,7 @@ class Connection:
                 self._delivering = False
 
 
-def spawn(target: Callable[..., None], *args: Any) -> None:
+def spawn(target: Callable[..., Any], *args: Any) -> None:
     """Run `target` concurrently: a bare greenlet under the gevent worker, else a thread.
 
     gevent's patched `threading.Thread` would do too, but it adds a Thread object, an Event and

@@ -10,17 +10,22 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from google.api_core import exceptions as gexc
 from google.cloud import firestore
 from pydantic import ValidationError
 
-from deploychat.firestore_layout import SEQ_WIDTH, events_ref, session_ref, turn_ref
-from deploychat.protocol import SESSION_EVENT, ErrorEvent, SessionEvent
+from deploychat.firestore_layout import SEQ_WIDTH, SESSIONS, events_ref, session_ref, turn_ref
+from deploychat.protocol import SESSION_EVENT, ErrorEvent, SessionEvent, is_reserved_id
 
+from .identity import User
+from .limits import CountedWindow, Kind, Window
 from .listen_mux import ListenMux
 from .settings import EdgeSettings
 
 log = logging.getLogger(__name__)
+
+
+class SessionNotYours(Exception):
+    """The session does not exist, or belongs to another user (indistinguishable on purpose)."""
 
 
 class Unsubscribe(Protocol):
@@ -33,6 +38,11 @@ class SessionStore:
         self._db = db
         self._mux: ListenMux | None = None
         self._lock = threading.RLock()
+        self._windows: dict[Kind, Window] = {
+            "turns": Window("turns", settings.turns_per_minute, 60.0),
+            "cancels": Window("cancels", settings.cancels_per_minute, 60.0),
+            "sessions": Window("sessions", settings.sessions_per_hour, 3600.0),
+        }
 
     @property
     def db(self) -> firestore.Client:
@@ -43,28 +53,137 @@ class SessionStore:
                 )
             return self._db
 
-    def open(self, session_id: str | None) -> tuple[str, int, bool]:
-        """Find or create a session: (session_id, last_seq, resumed)."""
+    def open(self, session_id: str | None, user: User) -> tuple[str, int, bool]:
+        """The user's session, or a new one: (session_id, last_seq, resumed).
+
+        SessionNotYours for a session that does not exist or belongs to someone else: the same
+        answer for both, so ids can't be probed. RateLimited past the new-sessions limit.
+        """
         if session_id is not None:
+            if is_reserved_id(session_id):
+                raise SessionNotYours()
             snap = session_ref(self.db, session_id).get()
-            if snap.exists:
-                return session_id, int((snap.to_dict() or {}).get("last_seq", 0)), True
-        else:
-            session_id = secrets.token_urlsafe(16)
+            doc = (snap.to_dict() or {}) if snap.exists else {}
+            if not snap.exists or doc.get("owner_uid") != user.uid:
+                raise SessionNotYours()
+            return session_id, int(doc.get("last_seq", 0)), True
+        return self._create(user), 0, False
+
+    def _create(self, user: User) -> str:
+        session_id = secrets.token_urlsafe(16)
         now = time.time()
-        try:
-            session_ref(self.db, session_id).create(
+        window = CountedWindow(self.db, user.uid, self._windows["sessions"], now)
+        ref = session_ref(self.db, session_id)
+
+        @firestore.transactional
+        def create(txn: firestore.Transaction) -> None:
+            window.read(txn)
+            window.check(session_id)
+            txn.create(
+                ref,
                 {
                     "last_seq": 0,
+                    "owner_uid": user.uid,
+                    "owner_email": user.email,
+                    "owner_email_verified": user.email_verified,
+                    "owner_provider": user.provider,
+                    "title": None,
                     "created_at": now,
                     "updated_at": now,
                     "expire_at": _expiry(now, self._settings.session_ttl_days),
+                },
+            )
+            window.write(txn, session_id)
+
+        create(self.db.transaction())
+        return session_id
+
+    def accept_turn(self, session_id: str, user: User, turn_id: str, content: str) -> bool:
+        """Record a chat turn before it is published; False if it was recorded before.
+
+        One transaction: the per-user turn limit (RateLimited, with nothing written), the turn's
+        record (what the agent and the sweeper read: its content, when it was accepted) and the
+        session's title and time. A resent turn is not counted again.
+        """
+        now = time.time()
+        window = CountedWindow(self.db, user.uid, self._windows["turns"], now)
+        turn = turn_ref(self.db, session_id, turn_id)
+        session = session_ref(self.db, session_id)
+
+        @firestore.transactional
+        def accept(txn: firestore.Transaction) -> bool:
+            window.read(txn)
+            turn_snap = turn.get(transaction=txn)
+            if turn_snap.exists:
+                return False
+            window.check(f"{session_id}/{turn_id}")
+            session_snap = session.get(transaction=txn)
+            txn.create(
+                turn,
+                {
+                    "content": content,
+                    "accepted_at": now,
+                    "status": "accepted",
+                    "owner_uid": user.uid,
+                    "expire_at": _expiry(now, self._settings.session_ttl_days),
+                },
+            )
+            update: dict[str, Any] = {"updated_at": now}
+            if not (session_snap.to_dict() or {}).get("title"):
+                update["title"] = _title(content)
+            txn.update(session, update)
+            window.write(txn, f"{session_id}/{turn_id}")
+            return True
+
+        accepted: bool = accept(self.db.transaction())
+        return accepted
+
+    def request_cancel(self, session_id: str, user: User, turn_id: str) -> bool:
+        """Ask the agent to stop a turn; False (and nothing written) if there is no such turn
+        still open. RateLimited past the per-user cancel limit."""
+        now = time.time()
+        window = CountedWindow(self.db, user.uid, self._windows["cancels"], now)
+        turn = turn_ref(self.db, session_id, turn_id)
+
+        @firestore.transactional
+        def cancel(txn: firestore.Transaction) -> bool:
+            window.read(txn)
+            snap = turn.get(transaction=txn)
+            doc = (snap.to_dict() or {}) if snap.exists else {}
+            if not snap.exists or doc.get("status") in ("done", "abandoned"):
+                return False
+            if doc.get("cancel_requested"):
+                return True
+            window.check(f"{session_id}/{turn_id}")
+            # The agent reads the flag in every append, and before it starts the turn.
+            txn.set(turn, {"cancel_requested": True}, merge=True)
+            window.write(txn, f"{session_id}/{turn_id}")
+            return True
+
+        done: bool = cancel(self.db.transaction())
+        return done
+
+    def list_sessions(self, uid: str, limit: int = 50) -> list[dict[str, Any]]:
+        """The user's sessions, newest first (needs the composite index owner_uid, updated_at)."""
+        query = (
+            self.db.collection(SESSIONS)
+            .where(filter=firestore.FieldFilter("owner_uid", "==", uid))
+            .order_by("updated_at", direction=firestore.Query.DESCENDING)
+            .limit(limit)
+        )
+        out: list[dict[str, Any]] = []
+        for snap in query.stream():
+            doc = snap.to_dict() or {}
+            out.append(
+                {
+                    "session_id": snap.id,
+                    "title": doc.get("title") if isinstance(doc.get("title"), str) else None,
+                    "created_at": _number(doc.get("created_at")),
+                    "updated_at": _number(doc.get("updated_at")),
+                    "last_seq": int(doc.get("last_seq") or 0),
                 }
             )
-        except gexc.AlreadyExists:
-            # Two sockets opened the same new session at once; the other one created it.
-            return self.open(session_id)
-        return session_id, 0, False
+        return out
 
     def read_events(self, session_id: str, after_seq: int, limit: int) -> list[SessionEvent]:
         query = (
@@ -74,11 +193,6 @@ class SessionStore:
             .limit(limit)
         )
         return [to_event(s.id, s.to_dict() or {}) for s in query.stream()]
-
-    def request_cancel(self, session_id: str, turn_id: str) -> None:
-        # A merge, so it works before the agent has started the turn; the agent reads the flag
-        # in every append. A cancel of an unknown id leaves a flag nothing will ever read.
-        turn_ref(self.db, session_id, turn_id).set({"cancel_requested": True}, merge=True)
 
     def watch(
         self,
@@ -111,7 +225,11 @@ class SessionStore:
     def mux(self) -> ListenMux:
         with self._lock:
             if self._mux is None:
-                self._mux = ListenMux(lambda: self.db)
+                self._mux = ListenMux(
+                    lambda: self.db,
+                    idle_timeout_s=self._settings.listen_idle_timeout_s,
+                    probe_timeout_s=self._settings.listen_probe_timeout_s,
+                )
             return self._mux
 
 
@@ -138,6 +256,15 @@ def _is_seq_id(doc_id: str) -> bool:
 def _seq_from_id(doc_id: str) -> int:
     # Event ids are the zero-padded seq (firestore_layout), so the place survives a bad body.
     return int(doc_id) if _is_seq_id(doc_id) else 1
+
+
+def _title(content: str, limit: int = 80) -> str:
+    line = " ".join(content.split())
+    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
 
 
 def _expiry(now: float, ttl_days: float) -> datetime.datetime:

@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 class Drainable(Protocol):
     def close(self, code: int, reason: str) -> None: ...
 
+    def abort(self) -> None: ...
+
 
 class Subscriber(Protocol):
     def kick(self) -> None:
@@ -209,9 +211,36 @@ class SessionHub:
             self._connections.discard(conn)
 
     def drain(self, code: int, reason: str) -> int:
-        """Close every socket with `code` (1012 when this instance shuts down)."""
+        """Close every socket with `code` (1012 when this instance shuts down), all at once.
+
+        Each close frame may take `drain_timeout_s` to go out; a client that does not take it
+        by then is dropped, so one that stopped reading delays nobody.
+        """
         with self._lock:
             connections = list(self._connections)
-        for conn in connections:
-            conn.close(code, reason)
+        try:
+            import gevent
+            from gevent import monkey
+        except ImportError:  # pragma: no cover
+            gevent = None
+        if gevent is None or not monkey.is_module_patched("socket"):
+            for conn in connections:
+                conn.close(code, reason)
+            return len(connections)
+        closing = [gevent.spawn(conn.close, code, reason) for conn in connections]
+        gevent.joinall(closing, timeout=self._settings.drain_timeout_s)
+        for conn, greenlet in zip(connections, closing, strict=True):
+            if not greenlet.dead:
+                greenlet.kill(block=False)
+                conn.abort()
         return len(connections)
+
+    def wait_empty(self, timeout: float) -> bool:
+        """Until every socket has finished its closing handshake (or `timeout`)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._connections:
+                    return True
+            time.sleep(0.05)
+        return False

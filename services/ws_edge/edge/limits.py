@@ -1,0 +1,131 @@
+"""Per-user limits that hold across sockets, reconnects and edge instances: kept in Firestore.
+
+Counted limits (turns and cancels per minute, new sessions per hour) use one document per user,
+kind and fixed window: `users/{uid}/limits/{kind}-{window}`, holding the keys counted in it. A
+key already counted (a chat resent after a lost ack) is not counted again, so at-least-once
+resends never use up a user's allowance. The check and the write that the counted frame causes
+happen in one transaction (see SessionStore), so nothing is stored for a refused frame.
+
+Open sockets are records `users/{uid}/sockets/{id}` with a lease, renewed while the socket
+lives and deleted when it closes; an instance that dies leaves records that simply expire.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from google.cloud import firestore
+
+Kind = Literal["turns", "cancels", "sessions"]
+
+USERS = "users"
+LIMITS = "limits"
+SOCKETS = "sockets"
+
+
+@dataclass(frozen=True)
+class Window:
+    kind: Kind
+    limit: int
+    seconds: float
+
+
+class RateLimited(Exception):
+    def __init__(self, what: str, retry_after_s: float) -> None:
+        super().__init__(what)
+        self.what = what
+        self.retry_s = retry_after_s
+
+
+def user_ref(db: firestore.Client, uid: str) -> Any:
+    return db.collection(USERS).document(uid)
+
+
+class CountedWindow:
+    """One user's count of one kind in the current window, read and written in a transaction."""
+
+    def __init__(self, db: firestore.Client, uid: str, window: Window, now: float) -> None:
+        self.window = window
+        self.now = now
+        index = math.floor(now / window.seconds)
+        self.ends_at = (index + 1) * window.seconds
+        self.ref = user_ref(db, uid).collection(LIMITS).document(f"{window.kind}-{index}")
+        self._keys: list[str] = []
+
+    def read(self, txn: firestore.Transaction) -> None:
+        snap = self.ref.get(transaction=txn)
+        keys = (snap.to_dict() or {}).get("keys") if snap.exists else None
+        self._keys = [k for k in keys if isinstance(k, str)] if isinstance(keys, list) else []
+
+    def counted(self, key: str) -> bool:
+        return key in self._keys
+
+    def check(self, key: str) -> None:
+        """Raise RateLimited if `key` would go over the limit (a counted key never does)."""
+        if key not in self._keys and len(self._keys) >= self.window.limit:
+            raise RateLimited(
+                f"too many {self.window.kind}", max(0.1, round(self.ends_at - self.now, 1))
+            )
+
+    def write(self, txn: firestore.Transaction, key: str) -> None:
+        if key in self._keys:
+            return
+        txn.set(
+            self.ref,
+            {
+                "keys": [*self._keys, key],
+                # A TTL policy on expire_at removes old windows.
+                "expire_at": _timestamp(self.ends_at + 3600),
+            },
+        )
+
+
+class SocketRegistry:
+    """Open sockets per user, across instances."""
+
+    def __init__(self, db: firestore.Client, limit: int, lease_s: float) -> None:
+        self._db = db
+        self._limit = limit
+        self._lease_s = lease_s
+
+    def open(self, uid: str, socket_id: str) -> None:
+        """Record an open socket, or RateLimited if the user holds too many."""
+        sockets = user_ref(self._db, uid).collection(SOCKETS)
+        now = time.time()
+
+        @firestore.transactional
+        def take(txn: firestore.Transaction) -> None:
+            live = (
+                sockets.where(filter=firestore.FieldFilter("expires_at", ">", now))
+                .limit(self._limit + 1)
+                .get(transaction=txn)
+            )
+            others = [s for s in live if s.id != socket_id]
+            if len(others) >= self._limit:
+                soonest = min(float((s.to_dict() or {}).get("expires_at", now)) for s in others)
+                raise RateLimited("too many open connections", max(1.0, round(soonest - now)))
+            txn.set(sockets.document(socket_id), self._record(now))
+
+        take(self._db.transaction())
+
+    def renew(self, uid: str, socket_id: str) -> None:
+        user_ref(self._db, uid).collection(SOCKETS).document(socket_id).set(
+            self._record(time.time())
+        )
+
+    def close(self, uid: str, socket_id: str) -> None:
+        user_ref(self._db, uid).collection(SOCKETS).document(socket_id).delete()
+
+    def _record(self, now: float) -> dict[str, Any]:
+        return {
+            "expires_at": now + self._lease_s,
+            "expire_at": _timestamp(now + self._lease_s + 3600),
+        }
+
+
+def _timestamp(epoch: float) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(epoch, tz=datetime.UTC)

@@ -1,0 +1,273 @@
+"""The transport's promises (PROTOCOL.md *Transport*, RFC 6455), probed with raw sockets against
+the real gunicorn edge: handshake refusals, every time limit, and drain with 1012."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import struct
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from devstack.processes import free_port
+from devstack.stack import Stack, StackConfig
+from tests.conftest import ARTIFACTS, function_env
+from tests.support.fake_gemini import FakeGemini
+from tests.support.identity import sign_up_guest
+
+# Short limits, so each one can be waited out; the defaults are the protocol's.
+LIMITS = {
+    "DEPLOYCHAT_INIT_TIMEOUT_S": "2",
+    "DEPLOYCHAT_IDLE_TIMEOUT_S": "3",
+    "DEPLOYCHAT_WRITE_TIMEOUT_S": "2",
+    "DEPLOYCHAT_CLOSE_TIMEOUT_S": "2",
+}
+
+
+@pytest.fixture(scope="module")
+def short_stack(stack: Stack, fake_gemini: FakeGemini) -> Iterator[Stack]:
+    """A second edge, with short limits, beside the session's stack (same emulators)."""
+    config = StackConfig(
+        project=stack.config.project,
+        topic=stack.config.topic,
+        edge_port=free_port(),
+        log_dir=ARTIFACTS / "logs" / f"transport-{os.getpid()}",
+        function_env=function_env(fake_gemini),
+        edge_env={**LIMITS, "DEPLOYCHAT_ECHO_ROUTE": "true"},
+    )
+    edge = Stack(config)
+    edge.pubsub, edge.firestore, edge.auth = stack.pubsub, stack.firestore, stack.auth
+    edge.start_edge()
+    yield edge
+    assert edge.edge is not None
+    edge.edge.stop()
+
+
+def handshake(
+    port: int, headers: dict[str, str] | None = None, path: str = "/ws/chat"
+) -> tuple[socket.socket, int, dict[str, str]]:
+    """A raw RFC 6455 opening handshake: (socket, HTTP status, response headers)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    fields = {
+        "Host": f"127.0.0.1:{port}",
+        "Upgrade": "websocket",
+        "Connection": "Upgrade",
+        "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode(),
+        "Sec-WebSocket-Version": "13",
+        **(headers or {}),
+    }
+    request = f"GET {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields.items())
+    sock.sendall((request + "\r\n").encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        head += chunk
+    lines = head.split(b"\r\n\r\n")[0].decode().split("\r\n")
+    status = int(lines[0].split()[1])
+    answer = {k.strip().lower(): v.strip() for k, v in (ln.split(":", 1) for ln in lines[1:])}
+    return sock, status, answer
+
+
+def send_frame(sock: socket.socket, payload: bytes, opcode: int = 0x1) -> None:
+    mask = os.urandom(4)
+    n = len(payload)
+    if n < 126:
+        header = struct.pack("!BB", 0x80 | opcode, 0x80 | n)
+    elif n < 65536:
+        header = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
+    else:
+        header = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    sock.sendall(header + mask + masked)
+
+
+def read_frame(sock: socket.socket) -> tuple[int, bytes] | None:
+    """(opcode, payload) of the next server frame; None when TCP closed."""
+
+    def exactly(n: int) -> bytes | None:
+        data = b""
+        while len(data) < n:
+            chunk = sock.recv(n - len(data))
+            if not chunk:
+                return None
+            data += chunk
+        return data
+
+    head = exactly(2)
+    if head is None:
+        return None
+    opcode, length = head[0] & 0x0F, head[1] & 0x7F
+    if length == 126:
+        ext = exactly(2)
+        assert ext is not None
+        length = struct.unpack("!H", ext)[0]
+    elif length == 127:
+        ext = exactly(8)
+        assert ext is not None
+        length = struct.unpack("!Q", ext)[0]
+    payload = exactly(length)
+    assert payload is not None
+    return opcode, payload
+
+
+def close_code(sock: socket.socket) -> tuple[int | None, float]:
+    """The code of the server's close frame (skipping data frames), and when it came."""
+    while True:
+        frame = read_frame(sock)
+        if frame is None:
+            return None, time.monotonic()
+        opcode, payload = frame
+        if opcode == 0x8:
+            return (struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None), (
+                time.monotonic()
+            )
+
+
+def tcp_closed_within(sock: socket.socket, seconds: float) -> bool:
+    sock.settimeout(seconds)
+    try:
+        while sock.recv(4096):
+            pass
+    except TimeoutError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def port(stack: Stack) -> int:
+    return stack.config.edge_port
+
+
+def test_a_wrong_version_gets_426_naming_13(stack: Stack) -> None:
+    sock, status, headers = handshake(port(stack), {"Sec-WebSocket-Version": "8"})
+    sock.close()
+    assert status == 426 and headers["sec-websocket-version"] == "13"
+
+
+@pytest.mark.parametrize(
+    "origin",
+    ["https://evil.example", "http://127.0.0.1.evil.example", "https://127.0.0.1:{port}", "null"],
+)
+def test_a_foreign_origin_gets_403_before_any_upgrade(stack: Stack, origin: str) -> None:
+    sock, status, _ = handshake(port(stack), {"Origin": origin.format(port=port(stack))})
+    sock.close()
+    assert status == 403
+
+
+def test_the_same_origin_and_no_origin_are_upgraded(stack: Stack) -> None:
+    for extra in ({"Origin": f"http://127.0.0.1:{port(stack)}"}, {}):
+        sock, status, _ = handshake(port(stack), extra)
+        sock.close()
+        assert status == 101
+
+
+def test_permessage_deflate_is_never_negotiated(stack: Stack) -> None:
+    sock, status, headers = handshake(
+        port(stack), {"Sec-WebSocket-Extensions": "permessage-deflate; client_max_window_bits"}
+    )
+    sock.close()
+    assert status == 101 and "sec-websocket-extensions" not in headers
+
+
+def test_no_init_in_time_closes_1008(short_stack: Stack) -> None:
+    sock, status, _ = handshake(port(short_stack))
+    assert status == 101
+    started = time.monotonic()
+    code, at = close_code(sock)
+    assert code == 1008 and 1.5 <= at - started < 6
+    sock.close()
+
+
+def test_no_frame_for_the_idle_limit_closes_1001(short_stack: Stack) -> None:
+    sock, _, _ = handshake(port(short_stack))
+    token = sign_up_guest().id_token
+    started = time.monotonic()  # the idle clock runs from the last frame the server got
+    send_frame(sock, json.dumps({"type": "init", "token": token}).encode())
+    opcode, payload = read_frame(sock) or (0, b"")
+    assert json.loads(payload)["type"] == "connected"
+    code, at = close_code(sock)
+    assert code == 1001 and 2.9 <= at - started < 8
+    sock.close()
+
+
+def test_tcp_is_dropped_when_the_client_never_answers_our_close(short_stack: Stack) -> None:
+    sock, _, _ = handshake(port(short_stack))
+    code, at = close_code(sock)  # the init limit closes it; we never answer
+    assert code == 1008
+    assert tcp_closed_within(sock, 6)
+    assert time.monotonic() - at < 4.5
+    sock.close()
+
+
+def test_a_client_that_stops_reading_is_dropped(short_stack: Stack) -> None:
+    sock, _, _ = handshake(port(short_stack), path="/ws/echo")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    big = b"x" * 60_000
+    started = time.monotonic()
+    dropped = False
+    # The echo sends back all we send; we read nothing, so the server's writes stall.
+    try:
+        for _ in range(400):
+            send_frame(sock, big)
+            if time.monotonic() - started > 30:
+                break
+    except OSError:
+        dropped = True
+    if not dropped:
+        dropped = tcp_closed_within(sock, 10)
+    assert dropped and time.monotonic() - started < 30
+    sock.close()
+
+
+def test_a_closing_handshake_answered_by_the_client_is_clean(short_stack: Stack) -> None:
+    sock, _, _ = handshake(port(short_stack), path="/ws/echo")
+    send_frame(sock, struct.pack("!H", 1000) + b"bye", opcode=0x8)
+    frame = read_frame(sock)
+    assert frame is not None and frame[0] == 0x8 and struct.unpack("!H", frame[1][:2])[0] == 1000
+    assert tcp_closed_within(sock, 3)
+    sock.close()
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        "[" * 1000 + "]" * 1000,
+        '{"type": "chat", "id": "a\\ud800", "content": "x"}',
+        '{"type": "ping", "ts": NaN}',
+        '{"type": "ping", "ts": Infinity}',
+        '{"type": "ping", "ts": 1e400}',
+        "42",
+        '"init"',
+        "null",
+    ],
+)
+def test_bad_input_gets_invalid_message_and_the_socket_stays_open(stack: Stack, frame: str) -> None:
+    sock, _, _ = handshake(port(stack))
+    send_frame(sock, frame.encode())
+    answer = read_frame(sock)
+    assert answer is not None
+    error = json.loads(answer[1])
+    assert error["type"] == "error" and error["code"] == "invalid_message", error
+    send_frame(sock, b'{"type": "ping", "ts": 5}')
+    pong = read_frame(sock)
+    assert pong is not None and json.loads(pong[1]) == {"type": "pong", "ts": 5}
+    sock.close()
+
+
+def test_a_reserved_session_id_is_just_not_yours(stack: Stack) -> None:
+    sock, _, _ = handshake(port(stack))
+    token = sign_up_guest().id_token
+    send_frame(
+        sock, json.dumps({"type": "init", "session_id": "__reserved__", "token": token}).encode()
+    )
+    answer = read_frame(sock)
+    assert answer is not None and json.loads(answer[1])["code"] == "unauthorized"
+    assert close_code(sock)[0] == 1008
+    sock.close()
