@@ -311,21 +311,34 @@ export class MessageTooLarge extends Error {}
 /**
  * Events: "state" (state, info), "event" (stored event, {live}), "ack" (id),
  * "outbox" (pending messages), "dropped" (message, reason), "server-error" (error frame),
- * "reset" () when what is shown belongs to no session any more.
+ * "reset" () when what is shown belongs to no session any more, "session-lost" (id) when the
+ * server refused the kept session (gone, or another user's) and a new one starts,
+ * "session" (id) when the connection's session is known.
  */
 export class ChatEngine {
   /**
    * @param {{ url: string, config?: Config, WebSocket?: any, clock?: Clock, storage?: Storage|null,
-   *           random?: () => number, newId?: () => string }} options
+   *           random?: () => number, newId?: () => string,
+   *           getToken?: (force: boolean) => Promise<string|null>|string|null }} options
    */
   constructor({ url, config = readConfig(""), WebSocket = globalThis.WebSocket, clock = browserClock(),
-    storage = globalThis.localStorage ?? null, random = Math.random, newId = newMessageId }) {
+    storage = globalThis.localStorage ?? null, random = Math.random, newId = newMessageId,
+    getToken = () => null }) {
     this.url = url;
     this.config = config;
     this.WebSocketImpl = WebSocket;
     this.clock = clock;
     this.storage = storage;
     this.newId = newId;
+    // A fresh ID token for every init (the identity provider's SDK caches and refreshes it).
+    this.getToken = getToken;
+    /** the session id the current socket's init named (null: it asked for a new one) */
+    this.initSession = /** @type {string|null} */ (null);
+    /** the server refused our token once: the next init forces a fresh one */
+    this.forceToken = false;
+    /** a session opened from the list: what it already holds is history, not news */
+    this.replayAll = false;
+    this.tokenRetried = false;
     /** @type {State} */
     this.state = "idle";
     /** @type {Map<string, Set<Function>>} */
@@ -419,15 +432,47 @@ export class ChatEngine {
 
   /** Forget the session: the next `init` starts a new one. Queued messages go there. */
   newSession() {
+    this.switchTo(null);
+  }
+
+  /** Show another of the user's sessions: its whole history is replayed. @param {string} id */
+  openSession(id) {
+    if (id === this.sessionId && this.state === "connected") return;
+    this.switchTo(id);
+  }
+
+  /** @param {string|null} id */
+  switchTo(id) {
     this.drop();
-    this.sessionId = null;
+    this.sessionId = id;
     this.historyMark = 0;
+    this.replayAll = id !== null;
     this.seq = new SeqTracker(0);
-    this.remove("session");
+    if (id) this.saveSession();
+    else this.remove("session");
     this.emit("reset");
     this.reconnector.reset();
     this.setState("connecting");
     this.open();
+  }
+
+  /**
+   * Another user signed in (or out): the kept session and the queued messages were theirs.
+   * @param {string|null} uid
+   */
+  setUser(uid) {
+    const before = this.load("uid");
+    if (before !== null && before !== uid) {
+      this.sessionId = null;
+      this.historyMark = 0;
+      this.seq = new SeqTracker(0);
+      this.remove("session");
+      this.outbox = new Outbox(this.config.outboxLimit);
+      this.saveOutbox();
+      this.emit("reset");
+    }
+    if (uid === null) this.remove("uid");
+    else this.store("uid", uid);
   }
 
   /** Close for good (the page is going away, or a test is done). */
@@ -452,13 +497,33 @@ export class ChatEngine {
     this.timers.connect = this.clock.setTimeout(() => this.lost(generation, "failed"), this.config.connectTimeoutMs);
     ws.onopen = () => {
       if (generation !== this.generation) return;
-      /** @type {Record<string, unknown>} */
-      const init = { type: "init" };
-      if (this.sessionId) {
-        init.session_id = this.sessionId;
-        init.last_seq = this.seq.last;
+      const force = this.forceToken;
+      this.forceToken = false;
+      const sendInit = (/** @type {string|null} */ token) => {
+        if (generation !== this.generation) return;
+        /** @type {Record<string, unknown>} */
+        const init = { type: "init" };
+        if (token) init.token = token;
+        this.initSession = this.sessionId;
+        if (this.sessionId) {
+          init.session_id = this.sessionId;
+          init.last_seq = this.seq.last;
+        }
+        this.write(init);
+      };
+      let token;
+      try {
+        token = this.getToken(force);
+      } catch {
+        this.lost(generation, "failed");
+        return;
       }
-      this.write(init);
+      // A token at hand is sent at once; one being fetched (or refreshed) is waited for.
+      if (token && typeof (/** @type {any} */ (token)).then === "function") {
+        /** @type {Promise<string|null>} */ (token).then(sendInit, () => this.lost(generation, "failed"));
+      } else {
+        sendInit(/** @type {string|null} */ (token));
+      }
     };
     ws.onmessage = (/** @type {{data: any}} */ e) => {
       if (generation === this.generation) this.receive(generation, e.data);
@@ -517,10 +582,7 @@ export class ChatEngine {
     if (!frame || typeof frame !== "object" || typeof frame.type !== "string") return;
     if (!this.isConnected) {
       if (frame.type === "connected") this.connected(generation, frame);
-      else if (frame.type === "error" && frame.seq === undefined) {
-        this.emit("server-error", frame);
-        if (frame.code === "unauthorized") this.lost(generation, "refused");
-      }
+      else if (frame.type === "error" && frame.seq === undefined) this.initRefused(generation, frame);
       return;
     }
     if (typeof frame.seq === "number") {
@@ -539,6 +601,33 @@ export class ChatEngine {
     // Anything else is from a newer server: ignored, as the protocol asks.
   }
 
+  /**
+   * `init` was refused. For a kept session that means it is gone or not this user's: say so and
+   * start a new one. Otherwise the token was refused: once more with a fresh one, then stop.
+   * @param {number} generation @param {any} frame
+   */
+  initRefused(generation, frame) {
+    if (frame.code !== "unauthorized") {
+      this.emit("server-error", frame);
+      return;
+    }
+    const kept = this.initSession;
+    if (kept) {
+      this.emit("session-lost", kept);
+      this.switchTo(null);
+      return;
+    }
+    if (!this.tokenRetried) {
+      this.tokenRetried = true;
+      this.forceToken = true;
+      this.drop();
+      this.open();
+      return;
+    }
+    this.emit("server-error", frame);
+    this.lost(generation, "refused");
+  }
+
   /** @param {number} generation @param {any} frame */
   connected(generation, frame) {
     this.clock.clearTimeout(this.timers.connect);
@@ -552,11 +641,17 @@ export class ChatEngine {
       this.lost(generation, "gap");
       return;
     }
+    if (this.replayAll) {
+      this.historyMark = Number(frame.last_seq) || 0;
+      this.replayAll = false;
+    }
     this.isConnected = true;
+    this.tokenRetried = false;
     this.reconnector.connected();
     this.heartbeat.start(this.clock.now());
     this.outbox.newConnection();
     this.saveSession();
+    this.emit("session", frame.session_id);
     this.setState("connected", { sessionId: frame.session_id, resumed: frame.resumed === true });
     this.flush();
     this.scheduleTick(generation);

@@ -1,0 +1,107 @@
+// @ts-check
+/**
+ * Sign-in with the Firebase JS SDK (vendored into static/vendor at build time, never from a
+ * CDN). Locally the SDK talks to the Auth emulator, and the page signs in as a guest by itself;
+ * "Sign in with Google" is the emulator's test flow there and real Google in production. With
+ * mode "none" (a local stack without identity) nothing signs in and no token is sent.
+ */
+
+import { refreshDelay } from "./identity.js";
+
+/** @typedef {import("./identity.js").AuthConfig} AuthConfig */
+/** @typedef {{ uid: string, isAnonymous: boolean, email: string|null, displayName: string|null }} PageUser */
+
+export class PageAuth {
+  /** @param {AuthConfig} config */
+  constructor(config) {
+    this.config = config;
+    this.mode = config.mode;
+    /** @type {PageUser|null} */
+    this.user = null;
+    /** @type {Set<(user: PageUser|null) => void>} */
+    this.listeners = new Set();
+    /** @type {any} */
+    this.sdk = null;
+    /** @type {any} */
+    this.auth = null;
+    /** @type {any} */
+    this.refreshTimer = null;
+  }
+
+  /** Load the SDK and learn who is signed in already (a reload keeps the user). */
+  async init() {
+    if (this.mode === "none") return;
+    const [app, sdk] = await Promise.all([
+      import("./vendor/firebase/firebase-app.js"),
+      import("./vendor/firebase/firebase-auth.js"),
+    ]);
+    this.sdk = sdk;
+    const firebase = app.initializeApp({
+      apiKey: this.config.api_key ?? "local-emulator",
+      authDomain: this.config.auth_domain ?? undefined,
+      projectId: this.config.project_id ?? undefined,
+    });
+    this.auth = sdk.getAuth(firebase);
+    if (this.config.emulator_url) {
+      // The page labels the emulator itself; the SDK's banner would cover the composer.
+      sdk.connectAuthEmulator(this.auth, this.config.emulator_url, { disableWarnings: true });
+    }
+    await this.auth.authStateReady();
+    this.auth.onIdTokenChanged((/** @type {any} */ user) => {
+      this.user = user ? toPageUser(user) : null;
+      this.scheduleRefresh(user);
+      for (const fn of this.listeners) fn(this.user);
+    });
+  }
+
+  /** @param {(user: PageUser|null) => void} fn */
+  onChange(fn) { this.listeners.add(fn); }
+
+  get emulated() { return this.config.emulator_url !== null; }
+
+  /**
+   * A valid ID token for `init` and the API: the SDK's cached one while it has five minutes
+   * left, else a fresh one. Null when there is no sign-in.
+   * @param {boolean} [force]
+   * @returns {Promise<string|null>}
+   */
+  async getToken(force = false) {
+    const user = this.auth?.currentUser;
+    return user ? user.getIdToken(force) : null;
+  }
+
+  async signInGuest() {
+    await this.sdk.signInAnonymously(this.auth);
+  }
+
+  async signInGoogle() {
+    const provider = new this.sdk.GoogleAuthProvider();
+    provider.setCustomParameters({ prompt: "select_account" });
+    await this.sdk.signInWithPopup(this.auth, provider);
+  }
+
+  async signOut() {
+    if (this.auth) await this.sdk.signOut(this.auth);
+  }
+
+  /** Refresh the token before it expires, so a reconnect never waits on an expired one. @param {any} user */
+  scheduleRefresh(user) {
+    clearTimeout(this.refreshTimer);
+    if (!user) return;
+    user.getIdToken().then((/** @type {string} */ token) => {
+      this.refreshTimer = setTimeout(() => {
+        user.getIdToken(true).catch(() => { /* offline: the next getToken() tries again */ });
+      }, Math.max(1000, refreshDelay(token, Date.now())));
+    }, () => {});
+  }
+}
+
+/** @param {any} user @returns {PageUser} */
+function toPageUser(user) {
+  return {
+    uid: user.uid,
+    isAnonymous: Boolean(user.isAnonymous),
+    email: user.email ?? null,
+    displayName: user.displayName ?? null,
+  };
+}
