@@ -23,17 +23,17 @@ output "edge_service" {
   value       = module.deploychat.edge_service
 }
 
-output "image_prefix" {
-  description = "Where Cloud Build pushes edge images."
-  value       = module.deploychat.image_prefix
+output "edge_image" {
+  description = "The image the edge runs."
+  value       = module.deploychat.edge_image
 }
 
-output "deployer_service_account" {
-  description = "Cloud Build deployer (gcloud builds submit --service-account)."
-  value       = module.deploychat.deployer_service_account
+output "function_names" {
+  description = "The agent's functions (agent, build-events, sweeper)."
+  value       = module.deploychat.function_names
 }
 
-output "gemini_api_key_secret" {
-  description = "Secret to add the Gemini API key to (gemini_api_key mode only)."
-  value       = module.deploychat.gemini_api_key_secret
+output "authorized_domains" {
+  description = "Domains sign-in may return to."
+  value       = module.deploychat.authorized_domains
 }

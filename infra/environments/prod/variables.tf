@@ -9,34 +9,20 @@ variable "region" {
   default     = "us-central1"
 }
 
-variable "state_bucket" {
-  type        = string
-  description = "Bucket holding this Terraform state (the one given to terraform init); the deployer gets access to it."
-  default     = null
-}
-
 variable "edge_image" {
   type        = string
-  description = "Edge image to run (set by Cloud Build); null for the first, foundation-only apply."
-  default     = null
+  description = "Edge image to run (set by Cloud Build: the image it built; by hand: terraform output -raw edge_image)."
 }
 
 variable "function_source_zip" {
   type        = string
-  description = "Staged function source archive (set by Cloud Build); null for the first, foundation-only apply."
-  default     = null
+  description = "Staged function source archive (set by Cloud Build; by hand: make stage-function-zip)."
 }
 
 variable "firestore_database" {
   type        = string
   description = "Firestore database id; use a named one if another environment shares the project."
   default     = "(default)"
-}
-
-variable "firestore_location" {
-  type        = string
-  description = "Firestore location."
-  default     = "nam5"
 }
 
 variable "model_backend" {
@@ -63,12 +49,6 @@ variable "allowed_origins" {
   default     = []
 }
 
-variable "auth_token_secret_id" {
-  type        = string
-  description = "Secret Manager secret holding the token clients must send; null for none."
-  default     = null
-}
-
 variable "edge_min_instances" {
   type        = number
   description = "Edge instances kept running."
@@ -91,4 +71,22 @@ variable "edge_public" {
   type        = bool
   description = "Let anyone reach the edge (allUsers run.invoker); false if an organisation policy forbids it."
   default     = true
+}
+
+variable "deploy_allowlist" {
+  type        = list(string)
+  description = "Who may deploy to Cloud Run: emails (\"alice@example.com\") and whole domains (\"@example.org\"). Empty: nobody deploys; everyone signed in may chat and analyse."
+  default     = []
+}
+
+variable "google_oauth_client_id" {
+  type        = string
+  description = "OAuth client id for Google sign-in (README.md, Deploy to Google Cloud); null until it is made."
+  default     = null
+}
+
+variable "extra_authorized_domains" {
+  type        = list(string)
+  description = "Domains besides the edge's run.app host that sign-in may return to (a custom domain)."
+  default     = []
 }

@@ -1,24 +1,48 @@
-# The agent: a Cloud Functions (2nd gen) CloudEvent function, `handle_turn` in
-# services/agent_fn/main.py, reached by the turns subscription's push requests.
+# The agent: Cloud Functions (2nd gen) built from one source archive (scripts/stage_function.py),
+# one function per entry point of services/agent_fn/main.py:
 #
-# It is deployed without an event_trigger (Eventarc's managed subscription cannot keep
-# per-session order); the messaging module pushes to it instead. Without a trigger the platform
-# would build it as an HTTP function, so the build is told its signature type
+#   agent         handle_turn         CloudEvent  the turns subscription pushes one turn per request
+#   build-events  handle_build_event  CloudEvent  the cloud-builds subscription pushes Cloud Build's
+#                                                 notifications (deployments outlive a turn)
+#   sweeper       sweep_turns         HTTP        Cloud Scheduler calls it every minute (stuck turns)
+#
+# They are deployed without an event_trigger (Eventarc's managed subscription cannot keep
+# per-session order); the messaging module pushes to them instead. Without a trigger the platform
+# would build a function as an HTTP function, so each build is told its signature type
 # (GOOGLE_FUNCTION_SIGNATURE_TYPE, which every functions-framework buildpack honours); the
-# @functions_framework.cloud_event decorator says the same at run time.
+# functions_framework decorators say the same at run time. The accounts are the bootstrap
+# root's (modules/accounts).
 
 locals {
   use_vertex = var.model_backend == "vertex"
   use_key    = var.model_backend == "gemini_api_key"
 
-  agent_project_roles = toset(concat(
-    [
-      "roles/datastore.user",    # the session log: transactions on sessions, events, turns
-      "roles/logging.logWriter", # structured logs
-      "roles/cloudtrace.agent",  # spans of the turns it runs
-    ],
-    local.use_vertex ? ["roles/aiplatform.user"] : [], # Gemini through Vertex AI
-  ))
+  functions = {
+    agent = {
+      entry_point = "handle_turn"
+      signature   = "cloudevent"
+      description = "deploychat agent: one Pub/Sub push request is one chat turn."
+      timeout     = var.timeout_seconds
+      max         = var.max_instances
+      concurrency = var.concurrency
+    }
+    build-events = {
+      entry_point = "handle_build_event"
+      signature   = "cloudevent"
+      description = "deploychat: Cloud Build notifications become deployment events of the session."
+      timeout     = 60
+      max         = var.max_instances
+      concurrency = var.concurrency
+    }
+    sweeper = {
+      entry_point = "sweep_turns"
+      signature   = "http"
+      description = "deploychat: every minute, drives turns whose attempt died."
+      timeout     = 170 # within the scheduler's attempt deadline (180 s)
+      max         = 1   # one sweep at a time
+      concurrency = 1
+    }
+  }
 
   environment = merge(var.extra_env, {
     DEPLOYCHAT_PROJECT_ID            = var.project_id
@@ -31,151 +55,78 @@ locals {
     DEPLOYCHAT_VERTEX_LOCATION       = var.vertex_location
     DEPLOYCHAT_MAX_DELIVERY_ATTEMPTS = tostring(var.max_delivery_attempts)
     DEPLOYCHAT_TURN_LEASE_S          = tostring(var.turn_lease_seconds)
+    # The sweeper publishes stuck turns to the turns topic again.
+    DEPLOYCHAT_TURNS_TOPIC = var.turns_topic
     # On Google Cloud, sources are git URLs and apps go to Cloud Run, never beside the agent.
     DEPLOYCHAT_LOCAL_SOURCES  = "false"
     DEPLOYCHAT_LOCAL_DEPLOY   = "false"
     DEPLOYCHAT_DEPLOY_PROJECT = var.project_id
     DEPLOYCHAT_DEPLOY_REGION  = var.region
+    # Who may deploy to Cloud Run (emails and "@domain" entries; empty: nobody).
+    DEPLOYCHAT_DEPLOY_ALLOWLIST = jsonencode(var.deploy_allowlist)
+    # The agent's builds of users' apps run as their own account, and the apps as another.
+    DEPLOYCHAT_BUILD_SERVICE_ACCOUNT = var.app_build_service_account
+    DEPLOYCHAT_APP_SERVICE_ACCOUNT   = var.app_service_account
     # Set by the platform anyway; stated here so plans show no perpetual diff.
     LOG_EXECUTION_ID = "true"
   })
 }
 
-# ------------------------------------------------------------------ identities
-
-resource "google_service_account" "agent" {
-  project      = var.project_id
-  account_id   = "${var.name_prefix}-agent"
-  display_name = "deploychat ${var.environment}: agent function"
-  description  = "Runs the agent function: writes the session log in Firestore and calls the model."
-}
-
-resource "google_project_iam_member" "agent" {
-  for_each = local.agent_project_roles
-
-  project = var.project_id
-  role    = each.value
-  member  = google_service_account.agent.member
-}
-
-# Builds the function's image from its source (Cloud Build, on the function's behalf).
-resource "google_service_account" "builder" {
-  project      = var.project_id
-  account_id   = "${var.name_prefix}-fn-build"
-  display_name = "deploychat ${var.environment}: agent function builds"
-  description  = "Cloud Build identity for building the agent function from its source archive."
-}
-
-resource "google_project_iam_member" "builder_logs" {
-  project = var.project_id
-  role    = "roles/logging.logWriter"
-  member  = google_service_account.builder.member
-}
-
-# Cloud Functions copies the source into its own staging bucket (gcf-v2-sources-*), which it
-# creates itself; the build reads it from there.
-resource "google_project_iam_member" "builder_sources" {
-  project = var.project_id
-  role    = "roles/storage.objectAdmin"
-  member  = google_service_account.builder.member
-}
-
-resource "google_storage_bucket_iam_member" "builder_source_reader" {
-  bucket = var.source_bucket
-  role   = "roles/storage.objectViewer"
-  member = google_service_account.builder.member
-}
-
-resource "google_artifact_registry_repository_iam_member" "builder_writer" {
-  project    = var.project_id
-  location   = var.region
-  repository = var.docker_repository_name
-  role       = "roles/artifactregistry.writer"
-  member     = google_service_account.builder.member
-}
-
-# ------------------------------------------------------------------ model credentials
-
-# Only the secret's container is managed here: its value is added out of band
-# (`gcloud secrets versions add`, README.md, Deploy to Google Cloud) and never passes through Terraform.
-resource "google_secret_manager_secret" "gemini_api_key" {
-  count = local.use_key ? 1 : 0
-
-  project   = var.project_id
-  secret_id = "${var.name_prefix}-gemini-api-key"
-  labels    = var.labels
-
-  replication {
-    auto {}
-  }
-}
-
-resource "google_secret_manager_secret_iam_member" "gemini_api_key" {
-  count = local.use_key ? 1 : 0
-
-  project   = var.project_id
-  secret_id = google_secret_manager_secret.gemini_api_key[0].secret_id
-  role      = "roles/secretmanager.secretAccessor"
-  member    = google_service_account.agent.member
-}
-
-# ------------------------------------------------------------------ the function
+# ------------------------------------------------------------------ the functions
 
 resource "google_storage_bucket_object" "source" {
-  count = var.enabled ? 1 : 0
-
-  # Content-addressed: the same source is one object, and a new one redeploys the function.
+  # Content-addressed: the same source is one object, and a new one redeploys the functions.
   name   = "agent-fn/${filemd5(var.source_zip)}.zip"
   bucket = var.source_bucket
   source = var.source_zip
 }
 
-resource "google_cloudfunctions2_function" "agent" {
-  count = var.enabled ? 1 : 0
+resource "google_cloudfunctions2_function" "this" {
+  for_each = local.functions
 
   project     = var.project_id
   location    = var.region
-  name        = "${var.name_prefix}-agent"
-  description = "deploychat agent: one Pub/Sub push request is one chat turn."
+  name        = "${var.name_prefix}-${each.key}"
+  description = each.value.description
   labels      = var.labels
 
   build_config {
     runtime         = var.runtime
-    entry_point     = "handle_turn"
-    service_account = google_service_account.builder.id
+    entry_point     = each.value.entry_point
+    service_account = "projects/${var.project_id}/serviceAccounts/${var.builder_service_account}"
     # The function's image goes to the project's own repository (cleanup policies apply).
     docker_repository = var.docker_repository_id
     environment_variables = {
-      GOOGLE_FUNCTION_SIGNATURE_TYPE = "cloudevent"
+      GOOGLE_FUNCTION_SIGNATURE_TYPE = each.value.signature
     }
     source {
       storage_source {
         bucket = var.source_bucket
-        object = google_storage_bucket_object.source[0].name
+        object = google_storage_bucket_object.source.name
       }
     }
   }
 
   service_config {
-    service_account_email            = google_service_account.agent.email
-    timeout_seconds                  = var.timeout_seconds
+    service_account_email            = var.agent_service_account
+    timeout_seconds                  = each.value.timeout
     available_memory                 = var.memory
     available_cpu                    = var.cpu
-    min_instance_count               = var.min_instances
-    max_instance_count               = var.max_instances
-    max_instance_request_concurrency = var.concurrency
-    # Only the turns subscription (Pub/Sub in this project) reaches it, and only with an OIDC
-    # token of the push identity (no allUsers invoker).
+    min_instance_count               = each.key == "agent" ? var.min_instances : 0
+    max_instance_count               = each.value.max
+    max_instance_request_concurrency = each.value.concurrency
+    # Only this project's Pub/Sub and Cloud Scheduler reach them, and only with an OIDC token
+    # of an account that holds run.invoker on that one service (no allUsers invoker).
     ingress_settings               = var.ingress_settings
     all_traffic_on_latest_revision = true
     environment_variables          = local.environment
 
     dynamic "secret_environment_variables" {
-      for_each = local.use_key ? [1] : []
+      for_each = local.use_key ? [var.gemini_api_key_secret_id] : []
       content {
         key        = "GEMINI_API_KEY"
         project_id = var.project_id
-        secret     = google_secret_manager_secret.gemini_api_key[0].secret_id
+        secret     = secret_environment_variables.value
         version    = "latest"
       }
     }
@@ -190,14 +141,9 @@ resource "google_cloudfunctions2_function" "agent" {
       condition     = var.timeout_seconds < var.push_ack_deadline_seconds
       error_message = "timeout_seconds must be shorter than the subscription's ack deadline (the push request timeout)."
     }
+    precondition {
+      condition     = !local.use_key || var.gemini_api_key_secret_id != null
+      error_message = "model_backend gemini_api_key needs gemini_api_key_secret_id (the bootstrap root's secrets output)."
+    }
   }
-
-  depends_on = [
-    google_project_iam_member.agent,
-    google_project_iam_member.builder_logs,
-    google_project_iam_member.builder_sources,
-    google_storage_bucket_iam_member.builder_source_reader,
-    google_artifact_registry_repository_iam_member.builder_writer,
-    google_secret_manager_secret_iam_member.gemini_api_key,
-  ]
 }

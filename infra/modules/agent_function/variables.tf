@@ -24,15 +24,45 @@ variable "labels" {
   default     = {}
 }
 
-variable "enabled" {
-  type        = bool
-  description = "Deploy the function (false until a source archive is given; identities are made either way)."
-  default     = false
-}
-
 variable "source_zip" {
   type        = string
   description = "Path of the staged source archive (scripts/stage_function.py --zip)."
+}
+
+variable "agent_service_account" {
+  type        = string
+  description = "Email of the functions' runtime account (the bootstrap root's deploychat-<env>-agent)."
+}
+
+variable "builder_service_account" {
+  type        = string
+  description = "Email of the functions' build account (deploychat-<env>-fn-build)."
+}
+
+variable "app_build_service_account" {
+  type        = string
+  description = "Email of the account the agent's Cloud Builds of users' apps run as (DEPLOYCHAT_BUILD_SERVICE_ACCOUNT)."
+}
+
+variable "app_service_account" {
+  type        = string
+  description = "Email of the account deployed apps run as (DEPLOYCHAT_APP_SERVICE_ACCOUNT)."
+}
+
+variable "turns_topic" {
+  type        = string
+  description = "Short name of the turns topic (DEPLOYCHAT_TURNS_TOPIC): the sweeper publishes stuck turns to it."
+}
+
+variable "deploy_allowlist" {
+  type        = list(string)
+  description = "Who may deploy to Cloud Run (DEPLOYCHAT_DEPLOY_ALLOWLIST): emails and \"@domain\" entries."
+  default     = []
+}
+
+variable "gemini_api_key_secret_id" {
+  type        = string
+  description = "Secret Manager secret holding the Gemini API key (gemini_api_key mode; the bootstrap root's secrets output)."
   default     = null
 }
 
@@ -44,11 +74,6 @@ variable "source_bucket" {
 variable "docker_repository_id" {
   type        = string
   description = "Full id of the Artifact Registry repository the function's image is pushed to."
-}
-
-variable "docker_repository_name" {
-  type        = string
-  description = "Short name of that repository (for the builder's write access)."
 }
 
 variable "runtime" {

@@ -7,12 +7,6 @@
 # browser tends to find the instance already watching its session.
 
 locals {
-  edge_project_roles = toset([
-    "roles/datastore.user",    # reads the session log; creates sessions, writes cancel flags
-    "roles/logging.logWriter", # structured logs
-    "roles/cloudtrace.agent",  # spans of the chats it accepts
-  ])
-
   environment = merge(var.extra_env, {
     DEPLOYCHAT_PROJECT_ID         = var.project_id
     DEPLOYCHAT_FIRESTORE_DATABASE = var.firestore_database
@@ -23,45 +17,26 @@ locals {
     DEPLOYCHAT_MAX_FRAME_BYTES    = tostring(var.max_frame_bytes)
     DEPLOYCHAT_ALLOWED_ORIGINS    = jsonencode(var.allowed_origins)
     DEPLOYCHAT_PUBLISH_TIMEOUT_S  = tostring(var.publish_timeout_seconds)
+    DEPLOYCHAT_AGENT_MODEL        = var.agent_model
+    # Sign-in with Identity Platform in every environment (`none` is for a local stack only,
+    # and the edge refuses it on Cloud Run). The page signs in with this web configuration:
+    # the browser key is public by design (restricted to the sign-in APIs).
+    DEPLOYCHAT_AUTH_MODE            = "firebase"
+    DEPLOYCHAT_FIREBASE_API_KEY     = var.sign_in_browser_key
+    DEPLOYCHAT_FIREBASE_AUTH_DOMAIN = var.firebase_auth_domain
   })
 }
 
-resource "google_service_account" "edge" {
-  project      = var.project_id
-  account_id   = "${var.name_prefix}-edge"
-  display_name = "deploychat ${var.environment}: edge service"
-  description  = "Runs the edge: publishes chat turns and reads the session log."
-}
-
-resource "google_project_iam_member" "edge" {
-  for_each = local.edge_project_roles
-
-  project = var.project_id
-  role    = each.value
-  member  = google_service_account.edge.member
-}
-
-# Publisher on the turns topic only, not on the project.
+# Publisher on the turns topic only, not on the project (the account and its project roles are
+# the bootstrap root's: modules/accounts).
 resource "google_pubsub_topic_iam_member" "edge_publisher" {
   project = var.project_id
   topic   = var.turns_topic
   role    = "roles/pubsub.publisher"
-  member  = google_service_account.edge.member
-}
-
-# The optional shared token clients must present (DEPLOYCHAT_AUTH_TOKEN) stays in Secret Manager.
-resource "google_secret_manager_secret_iam_member" "auth_token" {
-  count = var.auth_token_secret_id == null ? 0 : 1
-
-  project   = var.project_id
-  secret_id = var.auth_token_secret_id
-  role      = "roles/secretmanager.secretAccessor"
-  member    = google_service_account.edge.member
+  member  = "serviceAccount:${var.service_account}"
 }
 
 resource "google_cloud_run_v2_service" "edge" {
-  count = var.enabled ? 1 : 0
-
   project             = var.project_id
   location            = var.region
   name                = "${var.name_prefix}-edge"
@@ -71,7 +46,7 @@ resource "google_cloud_run_v2_service" "edge" {
   labels              = var.labels
 
   template {
-    service_account                  = google_service_account.edge.email
+    service_account                  = var.service_account
     timeout                          = "${var.request_timeout_seconds}s"
     max_instance_request_concurrency = var.concurrency
     session_affinity                 = true
@@ -109,19 +84,6 @@ resource "google_cloud_run_v2_service" "edge" {
         }
       }
 
-      dynamic "env" {
-        for_each = var.auth_token_secret_id == null ? [] : [var.auth_token_secret_id]
-        content {
-          name = "DEPLOYCHAT_AUTH_TOKEN"
-          value_source {
-            secret_key_ref {
-              secret  = env.value
-              version = "latest"
-            }
-          }
-        }
-      }
-
       startup_probe {
         initial_delay_seconds = 0
         period_seconds        = 2
@@ -149,22 +111,18 @@ resource "google_cloud_run_v2_service" "edge" {
     percent = 100
   }
 
-  depends_on = [
-    google_project_iam_member.edge,
-    google_pubsub_topic_iam_member.edge_publisher,
-    google_secret_manager_secret_iam_member.auth_token,
-  ]
+  depends_on = [google_pubsub_topic_iam_member.edge_publisher]
 }
 
-# The chat is a public web page: anyone may open the socket; the edge itself checks the
-# Origin (DEPLOYCHAT_ALLOWED_ORIGINS) and, if configured, a token (DEPLOYCHAT_AUTH_TOKEN).
+# The chat is a public web page: anyone may load it and open the socket; the edge itself
+# checks the Origin (DEPLOYCHAT_ALLOWED_ORIGINS) and the Identity Platform ID token in `init`.
 resource "google_cloud_run_v2_service_iam_member" "public" {
-  #checkov:skip=CKV_GCP_102:The edge serves a public chat page and WebSocket; access control is the Origin check and the optional token in the app.
-  count = var.enabled && var.public ? 1 : 0
+  #checkov:skip=CKV_GCP_102:The edge serves a public chat page and WebSocket; access control is the Origin check and the sign-in token in the app.
+  count = var.public ? 1 : 0
 
   project  = var.project_id
   location = var.region
-  name     = google_cloud_run_v2_service.edge[0].name
+  name     = google_cloud_run_v2_service.edge.name
   role     = "roles/run.invoker"
   member   = "allUsers"
 }

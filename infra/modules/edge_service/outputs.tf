@@ -1,19 +1,14 @@
 output "url" {
-  description = "HTTPS URL of the edge (the chat page; the WebSocket is at /ws/chat). Null until deployed."
-  value       = try(google_cloud_run_v2_service.edge[0].uri, null)
+  description = "HTTPS URL of the edge (the chat page; the WebSocket is at /ws/chat)."
+  value       = google_cloud_run_v2_service.edge.uri
 }
 
 output "service_name" {
-  description = "Name of the edge's Cloud Run service (null until deployed)."
-  value       = try(google_cloud_run_v2_service.edge[0].name, null)
+  description = "Name of the edge's Cloud Run service."
+  value       = google_cloud_run_v2_service.edge.name
 }
 
-output "service_account_email" {
-  description = "Email of the edge's runtime identity."
-  value       = google_service_account.edge.email
-}
-
-output "service_account_name" {
-  description = "Full name of the edge's runtime identity."
-  value       = google_service_account.edge.name
+output "image" {
+  description = "The image the edge runs (give it again to re-apply by hand)."
+  value       = var.image
 }

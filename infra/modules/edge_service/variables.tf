@@ -24,16 +24,29 @@ variable "labels" {
   default     = {}
 }
 
-variable "enabled" {
-  type        = bool
-  description = "Deploy the service (false until an image is given; the identity is made either way)."
-  default     = false
-}
-
 variable "image" {
   type        = string
   description = "Edge container image (REGION-docker.pkg.dev/PROJECT/REPO/ws-edge:TAG)."
-  default     = null
+}
+
+variable "service_account" {
+  type        = string
+  description = "Email of the edge's runtime account (the bootstrap root's deploychat-<env>-edge)."
+}
+
+variable "sign_in_browser_key" {
+  type        = string
+  description = "The browser API key the page signs in with (DEPLOYCHAT_FIREBASE_API_KEY; public, restricted to the sign-in APIs)."
+}
+
+variable "firebase_auth_domain" {
+  type        = string
+  description = "The Identity Platform auth domain (DEPLOYCHAT_FIREBASE_AUTH_DOMAIN), e.g. PROJECT.firebaseapp.com."
+}
+
+variable "agent_model" {
+  type        = string
+  description = "The model the agent runs on, shown on the page (DEPLOYCHAT_AGENT_MODEL)."
 }
 
 variable "turns_topic" {
@@ -50,12 +63,6 @@ variable "allowed_origins" {
   type        = list(string)
   description = "Browser origins accepted besides the edge's own URL (DEPLOYCHAT_ALLOWED_ORIGINS), e.g. [\"https://chat.example.com\"]."
   default     = []
-}
-
-variable "auth_token_secret_id" {
-  type        = string
-  description = "Secret Manager secret holding the token clients must send (DEPLOYCHAT_AUTH_TOKEN); null for none."
-  default     = null
 }
 
 variable "log_level" {

@@ -9,7 +9,8 @@ locals {
   pubsub_agent = "serviceAccount:service-${var.project_number}@gcp-sa-pubsub.iam.gserviceaccount.com"
   # functions-framework turns a raw push body into a CloudEvent and takes the event's source
   # from the request path, so the topic stays in the path (as in devstack).
-  push_endpoint = var.delivery_enabled ? "${var.function_uri}/projects/${var.project_id}/topics/${google_pubsub_topic.turns.name}" : null
+  push_endpoint = "${var.function_uri}/projects/${var.project_id}/topics/${google_pubsub_topic.turns.name}"
+  push_member   = "serviceAccount:${var.push_service_account}"
 }
 
 resource "google_pubsub_topic" "turns" {
@@ -50,35 +51,19 @@ resource "google_pubsub_topic_iam_member" "dead_letter_publisher" {
   member  = local.pubsub_agent
 }
 
-# The identity Pub/Sub signs the push requests with (an OIDC token for the function's URL).
-resource "google_service_account" "push" {
-  project      = var.project_id
-  account_id   = "${var.name_prefix}-push"
-  display_name = "deploychat ${var.environment}: Pub/Sub push to the agent function"
-  description  = "Signs the OIDC token of the turns subscription's push requests; may only invoke the agent function."
-}
-
-# Pub/Sub mints the OIDC tokens as this account (needed in projects made before April 2021).
-resource "google_service_account_iam_member" "push_token_creator" {
-  service_account_id = google_service_account.push.name
-  role               = "roles/iam.serviceAccountTokenCreator"
-  member             = local.pubsub_agent
-}
+# Pub/Sub signs the push requests with the push account (the bootstrap root's, which also lets
+# Pub/Sub's agent mint its tokens): an OIDC token for the function's URL.
 
 # The push identity may invoke the function's Cloud Run service, and nothing else.
 resource "google_cloud_run_v2_service_iam_member" "push_invoker" {
-  count = var.delivery_enabled ? 1 : 0
-
   project  = var.project_id
   location = var.function_location
   name     = var.function_service_name
   role     = "roles/run.invoker"
-  member   = google_service_account.push.member
+  member   = local.push_member
 }
 
 resource "google_pubsub_subscription" "to_agent" {
-  count = var.delivery_enabled ? 1 : 0
-
   project = var.project_id
   name    = "${var.name_prefix}-turns-to-agent"
   topic   = google_pubsub_topic.turns.id
@@ -104,7 +89,7 @@ resource "google_pubsub_subscription" "to_agent" {
   push_config {
     push_endpoint = local.push_endpoint
     oidc_token {
-      service_account_email = google_service_account.push.email
+      service_account_email = var.push_service_account
       audience              = var.function_uri
     }
   }
@@ -115,16 +100,66 @@ resource "google_pubsub_subscription" "to_agent" {
 
   depends_on = [
     google_cloud_run_v2_service_iam_member.push_invoker,
-    google_service_account_iam_member.push_token_creator,
     google_pubsub_topic_iam_member.dead_letter_publisher,
   ]
 }
 
 resource "google_pubsub_subscription_iam_member" "dead_letter_subscriber" {
-  count = var.delivery_enabled ? 1 : 0
-
   project      = var.project_id
-  subscription = google_pubsub_subscription.to_agent[0].name
+  subscription = google_pubsub_subscription.to_agent.name
   role         = "roles/pubsub.subscriber"
   member       = local.pubsub_agent
+}
+
+# ------------------------------------------------------------------ Cloud Build notifications
+
+# Cloud Build publishes every build's status changes to the project's topic named `cloud-builds`
+# (if it exists). The agent's deployments are builds, so their progress reaches the session
+# from here, after the turn that started them has ended (handle_build_event, idempotent per
+# build id and status: notifications are at-least-once and unordered).
+resource "google_pubsub_topic" "cloud_builds" {
+  #checkov:skip=CKV_GCP_83:Build status notifications; Google-managed encryption is enough.
+  project = var.project_id
+  name    = "cloud-builds" # the name Cloud Build publishes to
+  labels  = var.labels
+}
+
+resource "google_cloud_run_v2_service_iam_member" "build_events_invoker" {
+  project  = var.project_id
+  location = var.function_location
+  name     = var.build_events_service_name
+  role     = "roles/run.invoker"
+  member   = local.push_member
+}
+
+resource "google_pubsub_subscription" "build_events" {
+  project = var.project_id
+  name    = "${var.name_prefix}-cloud-builds-to-agent"
+  topic   = google_pubsub_topic.cloud_builds.id
+  labels  = var.labels
+
+  # Every build of the project is notified; handle_build_event ignores those that are not a
+  # deployment it stored (the pipeline's own builds among them).
+  ack_deadline_seconds       = 60
+  message_retention_duration = "86400s"
+
+  retry_policy {
+    minimum_backoff = "${var.min_backoff_seconds}s"
+    maximum_backoff = "${var.max_backoff_seconds}s"
+  }
+
+  push_config {
+    # functions-framework takes the CloudEvent's source from the path, as for the turns.
+    push_endpoint = "${var.build_events_uri}/projects/${var.project_id}/topics/${google_pubsub_topic.cloud_builds.name}"
+    oidc_token {
+      service_account_email = var.push_service_account
+      audience              = var.build_events_uri
+    }
+  }
+
+  expiration_policy {
+    ttl = ""
+  }
+
+  depends_on = [google_cloud_run_v2_service_iam_member.build_events_invoker]
 }

@@ -19,8 +19,8 @@ output "dead_letter_subscription" {
 }
 
 output "delivery_subscription" {
-  description = "Push subscription delivering turns to the function (null before the function exists)."
-  value       = try(google_pubsub_subscription.to_agent[0].name, null)
+  description = "Push subscription delivering turns to the function."
+  value       = google_pubsub_subscription.to_agent.name
 }
 
 output "push_endpoint" {
@@ -28,12 +28,7 @@ output "push_endpoint" {
   value       = local.push_endpoint
 }
 
-output "push_service_account" {
-  description = "Email of the identity that signs push requests."
-  value       = google_service_account.push.email
-}
-
-output "push_service_account_name" {
-  description = "Full name of the push identity."
-  value       = google_service_account.push.name
+output "build_events_subscription" {
+  description = "Push subscription delivering Cloud Build notifications to the build-events function."
+  value       = google_pubsub_subscription.build_events.name
 }

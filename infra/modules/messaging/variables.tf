@@ -24,22 +24,29 @@ variable "labels" {
   default     = {}
 }
 
-variable "delivery_enabled" {
-  type        = bool
-  description = "Create the push subscription to the function (false until the function exists)."
-  default     = false
+variable "push_service_account" {
+  type        = string
+  description = "Email of the account Pub/Sub signs push requests with (the bootstrap root's deploychat-<env>-push)."
 }
 
 variable "function_uri" {
   type        = string
   description = "HTTPS URL of the agent function's Cloud Run service (push endpoint base and OIDC audience)."
-  default     = null
 }
 
 variable "function_service_name" {
   type        = string
   description = "Name of the agent function's Cloud Run service (gets run.invoker for the push identity)."
-  default     = null
+}
+
+variable "build_events_uri" {
+  type        = string
+  description = "HTTPS URL of the build-events function (handle_build_event)."
+}
+
+variable "build_events_service_name" {
+  type        = string
+  description = "Name of the build-events function's Cloud Run service."
 }
 
 variable "function_location" {

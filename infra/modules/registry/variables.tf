@@ -18,6 +18,17 @@ variable "repository_id" {
   description = "Artifact Registry repository id for the images."
 }
 
+variable "project_number" {
+  type        = string
+  description = "Project number (names Cloud Functions' staging bucket)."
+}
+
+variable "apps_repository_id" {
+  type        = string
+  description = "Artifact Registry repository of the users' apps (the agent's default: deploychat)."
+  default     = "deploychat"
+}
+
 variable "source_bucket_name" {
   type        = string
   description = "Name of the bucket holding the function's source archives (globally unique)."

@@ -1,11 +1,16 @@
 output "edge_url" {
-  description = "URL of the chat (null until the edge is deployed)."
+  description = "URL of the chat (the WebSocket is at /ws/chat)."
   value       = module.edge_service.url
 }
 
 output "edge_service" {
   description = "Name of the edge's Cloud Run service."
   value       = module.edge_service.service_name
+}
+
+output "edge_image" {
+  description = "The image the edge runs (give it again to re-apply by hand)."
+  value       = module.edge_service.image
 }
 
 output "turns_topic" {
@@ -28,32 +33,32 @@ output "delivery_subscription" {
   value       = module.messaging.delivery_subscription
 }
 
+output "build_events_subscription" {
+  description = "Push subscription from the cloud-builds topic to the build-events function."
+  value       = module.messaging.build_events_subscription
+}
+
 output "function_name" {
-  description = "Name of the agent function."
-  value       = module.agent_function.function_name
+  description = "Name of the agent function (handle_turn)."
+  value       = module.agent_function.function_names["agent"]
 }
 
-output "function_uri" {
-  description = "URL of the agent function (internal ingress)."
-  value       = module.agent_function.uri
+output "function_names" {
+  description = "Name of each function, by entry (agent, build-events, sweeper)."
+  value       = module.agent_function.function_names
 }
 
-output "image_prefix" {
-  description = "Where edge images are pushed (REGION-docker.pkg.dev/PROJECT/REPO)."
-  value       = module.registry.image_prefix
+output "sweep_job" {
+  description = "Cloud Scheduler job calling the sweeper every minute."
+  value       = module.scheduler.job
 }
 
-output "function_source_bucket" {
-  description = "Bucket of the function's source archives."
-  value       = module.registry.source_bucket
+output "authorized_domains" {
+  description = "Domains sign-in may return to."
+  value       = module.identity.authorized_domains
 }
 
-output "deployer_service_account" {
-  description = "Full name of the Cloud Build deployer (gcloud builds submit --service-account)."
-  value       = module.deployer.name
-}
-
-output "gemini_api_key_secret" {
-  description = "Secret to add the Gemini API key to (gemini_api_key mode only)."
-  value       = module.agent_function.gemini_api_key_secret
+output "google_sign_in" {
+  description = "Whether Google sign-in is on (google_oauth_client_id given)."
+  value       = module.identity.google_sign_in
 }

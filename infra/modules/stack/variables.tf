@@ -24,24 +24,16 @@ variable "labels" {
   default     = {}
 }
 
-variable "state_bucket" {
-  type        = string
-  description = "Bucket holding the Terraform state; the deployer gets object access to it."
-  default     = null
-}
-
-# ------------------------------------------------------------------ artifacts
+# ------------------------------------------------------------------ artifacts (always given)
 
 variable "edge_image" {
   type        = string
-  description = "Edge image to run; null lays the foundation without the edge service (first apply)."
-  default     = null
+  description = "Edge image to run (cloudbuild.yaml: the one it built and pushed)."
 }
 
 variable "function_source_zip" {
   type        = string
-  description = "Staged function source archive (scripts/stage_function.py --zip); null leaves the function (and its subscription) out."
-  default     = null
+  description = "Staged function source archive (scripts/stage_function.py --zip)."
 }
 
 # ------------------------------------------------------------------ shared settings
@@ -50,24 +42,6 @@ variable "firestore_database" {
   type        = string
   description = "Firestore database id (DEPLOYCHAT_FIRESTORE_DATABASE)."
   default     = "(default)"
-}
-
-variable "firestore_location" {
-  type        = string
-  description = "Firestore location (multi-region nam5/eur3 or a region)."
-  default     = "nam5"
-}
-
-variable "firestore_point_in_time_recovery" {
-  type        = bool
-  description = "Keep 7 days of Firestore versions."
-  default     = false
-}
-
-variable "firestore_delete_protection" {
-  type        = bool
-  description = "Protect the Firestore database from deletion."
-  default     = true
 }
 
 variable "session_ttl_days" {
@@ -86,12 +60,6 @@ variable "deletion_protection" {
   type        = bool
   description = "Protect the edge service from deletion through Terraform."
   default     = true
-}
-
-variable "force_destroy" {
-  type        = bool
-  description = "Let terraform destroy empty the function source bucket."
-  default     = false
 }
 
 # ------------------------------------------------------------------ delivery
@@ -184,12 +152,6 @@ variable "allowed_origins" {
   default     = []
 }
 
-variable "auth_token_secret_id" {
-  type        = string
-  description = "Secret Manager secret with the token clients must send; null for none."
-  default     = null
-}
-
 variable "edge_min_instances" {
   type        = number
   description = "Edge instances kept running."
@@ -212,4 +174,29 @@ variable "edge_public" {
   type        = bool
   description = "Let anyone reach the edge."
   default     = true
+}
+
+# ------------------------------------------------------------------ who may use it
+
+variable "deploy_allowlist" {
+  type        = list(string)
+  description = "Who may deploy to Cloud Run: emails (alice@example.com) and whole domains (@example.org); the session owner's verified email must match. Empty: nobody deploys, everyone may chat and analyse."
+  default     = []
+
+  validation {
+    condition     = alltrue([for e in var.deploy_allowlist : can(regex("^[^@\\s]*@[a-z0-9.-]+\\.[a-z]{2,}$", lower(trimspace(e))))])
+    error_message = "Each entry is an email (alice@example.com) or a domain written @example.org."
+  }
+}
+
+variable "google_oauth_client_id" {
+  type        = string
+  description = "OAuth client id for Google sign-in (its secret goes to the bootstrap root's google-oauth-client-secret secret); null until it is made."
+  default     = null
+}
+
+variable "extra_authorized_domains" {
+  type        = list(string)
+  description = "Domains besides the edge's run.app host that sign-in may return to (a custom domain)."
+  default     = []
 }

@@ -1,0 +1,20 @@
+output "api_key" {
+  description = "The page's browser key (public by design; DEPLOYCHAT_FIREBASE_API_KEY)."
+  value       = google_apikeys_key.browser.key_string
+  sensitive   = true
+}
+
+output "auth_domain" {
+  description = "The auth domain the page signs in through (DEPLOYCHAT_FIREBASE_AUTH_DOMAIN)."
+  value       = "${var.project_id}.firebaseapp.com"
+}
+
+output "authorized_domains" {
+  description = "Domains the sign-in may return to."
+  value       = local.authorized_domains
+}
+
+output "google_sign_in" {
+  description = "Whether the Google provider is on."
+  value       = length(google_identity_platform_default_supported_idp_config.google) == 1
+}
