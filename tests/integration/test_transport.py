@@ -13,10 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from devstack.processes import free_port
-from devstack.stack import Stack, StackConfig
-from tests.conftest import ARTIFACTS, function_env
-from tests.support.fake_gemini import FakeGemini
+from devstack.stack import Stack
+from tests.support.edges import extra_edge
 from tests.support.identity import sign_up_guest
 
 # Short limits, so each one can be waited out; the defaults are the protocol's.
@@ -29,22 +27,10 @@ LIMITS = {
 
 
 @pytest.fixture(scope="module")
-def short_stack(stack: Stack, fake_gemini: FakeGemini) -> Iterator[Stack]:
+def short_stack(stack: Stack) -> Iterator[Stack]:
     """A second edge, with short limits, beside the session's stack (same emulators)."""
-    config = StackConfig(
-        project=stack.config.project,
-        topic=stack.config.topic,
-        edge_port=free_port(),
-        log_dir=ARTIFACTS / "logs" / f"transport-{os.getpid()}",
-        function_env=function_env(fake_gemini),
-        edge_env={**LIMITS, "DEPLOYCHAT_ECHO_ROUTE": "true"},
-    )
-    edge = Stack(config)
-    edge.pubsub, edge.firestore, edge.auth = stack.pubsub, stack.firestore, stack.auth
-    edge.start_edge()
-    yield edge
-    assert edge.edge is not None
-    edge.edge.stop()
+    with extra_edge(stack, {**LIMITS, "DEPLOYCHAT_ECHO_ROUTE": "true"}) as edge:
+        yield edge
 
 
 def handshake(
@@ -190,7 +176,7 @@ def test_no_frame_for_the_idle_limit_closes_1001(short_stack: Stack) -> None:
     token = sign_up_guest().id_token
     started = time.monotonic()  # the idle clock runs from the last frame the server got
     send_frame(sock, json.dumps({"type": "init", "token": token}).encode())
-    opcode, payload = read_frame(sock) or (0, b"")
+    _, payload = read_frame(sock) or (0, b"")
     assert json.loads(payload)["type"] == "connected"
     code, at = close_code(sock)
     assert code == 1001 and 2.9 <= at - started < 8
