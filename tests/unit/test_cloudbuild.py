@@ -30,6 +30,7 @@ BUILT_INS = {
     "SERVICE_ACCOUNT",
     "SERVICE_ACCOUNT_EMAIL",
 }
+CI_IMAGE = "deploychat-ci:$BUILD_ID"
 # Steps that change something outside the build.
 DEPLOY_MARKERS = ("docker push", "terraform apply", "gcloud run deploy", "gcloud functions deploy")
 
@@ -117,8 +118,9 @@ def test_lint_then_tests_against_the_emulators() -> None:
     test = step("test")
     assert "make test" in step_text(test)
     assert "install-lint" in predecessors(steps().index(test))
-    # An image with gcloud's emulators and Java.
-    assert "google-cloud-cli" in test["name"] and "emulators" in test["name"]
+    # The CI image, built in this build from the repository's ci/Dockerfile.
+    assert test["name"] == lint["name"] == CI_IMAGE
+    assert "ci-image" in predecessors(steps().index(test))
 
 
 def is_deploy(s: dict[str, Any]) -> bool:
@@ -186,9 +188,123 @@ def test_step_images_are_pinned() -> None:
         name = s["name"]
         if name.startswith("gcr.io/cloud-builders/"):
             continue  # Google's builders, kept current by Cloud Build
+        if name == CI_IMAGE:
+            continue  # built in this build from ci/Dockerfile, whose bases are pinned below
         assert re.search(r":[0-9][\w.\-]*$", name), f"{name} is not pinned to a version"
     text = (ROOT / "cloudbuild.yaml").read_text()
     assert ":latest" not in text
-    uv = re.search(r"ghcr\.io/astral-sh/uv:([\d.]+)", text)
+    for base in re.findall(r"(?m)^FROM\s+(\S+)", ci_dockerfile()):
+        assert re.search(r":[0-9][\w.\-]*(@sha256:[0-9a-f]{64})?$", base), base
+    # The same uv as the edge image's (the one that wrote uv.lock).
+    uv = re.search(r"ghcr\.io/astral-sh/uv:([\d.]+)", ci_dockerfile())
     dockerfile = (ROOT / "services" / "ws_edge" / "Dockerfile").read_text()
     assert uv and f"ghcr.io/astral-sh/uv:{uv.group(1)}" in dockerfile
+
+
+# ---------------------------------------------------------------- the tools `make test` calls
+
+
+def ci_dockerfile() -> str:
+    return (ROOT / "ci" / "Dockerfile").read_text()
+
+
+def makefile_recipes() -> dict[str, tuple[list[str], list[str]]]:
+    """target -> (prerequisites, recipe lines), from the Makefile."""
+    rules: dict[str, tuple[list[str], list[str]]] = {}
+    current: str | None = None
+    for line in (ROOT / "Makefile").read_text().splitlines():
+        if line.startswith("\t") and current is not None:
+            rules[current][1].append(line.strip().lstrip("@"))
+            continue
+        m = re.match(r"^([A-Za-z$()._/-]+):(?!=)\s*(.*)$", line)
+        if m and not line.startswith((".PHONY", "export")):
+            current = m.group(1)
+            rules.setdefault(current, ([], []))[0].extend(m.group(2).split())
+        elif not line.startswith("\t"):
+            current = None
+    return rules
+
+
+def make_test_commands() -> str:
+    """Every recipe line `make test` runs, its prerequisites' included."""
+    rules = makefile_recipes()
+    seen: set[str] = set()
+    lines: list[str] = []
+
+    def visit(target: str) -> None:
+        if target in seen or target not in rules:
+            return
+        seen.add(target)
+        prereqs, recipe = rules[target]
+        for p in prereqs:
+            visit(p)
+        lines.extend(recipe)
+
+    visit("test")
+    assert {"bootstrap", "lint", "browser", "js-unit"} <= seen
+    return "\n".join(lines)
+
+
+# What each tool `make test` needs is, and how the CI image shows it provides it.
+TOOLS: dict[str, str] = {
+    "python3.12": r"(?m)^FROM python:3\.12[\d.]*-",
+    "make": r"apt-get install[^\n]*(\\\n[^\n]*)*\bmake\b",
+    "git": r"apt-get install[^\n]*(\\\n[^\n]*)*\bgit\b",
+    "chromium": r"apt-get install[^\n]*(\\\n[^\n]*)*\bchromium\b",
+    "java": r"apt-get install[^\n]*(\\\n[^\n]*)*\bopenjdk-17-jre-headless\b",
+    "node": r"COPY --from=node /usr/local/bin/node ",
+    "npm": r"ln -s \.\./lib/node_modules/npm/bin/npm-cli\.js /usr/local/bin/npm",
+    "uv": r"COPY --from=uv /uv /usr/local/bin/uv",
+    "terraform": r"COPY --from=terraform /bin/terraform /usr/local/bin/terraform",
+    "gcloud emulators": r"COPY --from=gcloud /usr/lib/google-cloud-sdk /usr/lib/google-cloud-sdk",
+}
+
+
+def test_make_test_calls_only_tools_the_ci_image_provides() -> None:
+    commands = make_test_commands()
+    # What the recipes call directly ...
+    needed = set()
+    if "$(PY)" in commands or "$(PYTHON)" in commands:
+        needed.add("python3.12")
+    if "$(UV)" in commands:
+        needed.add("uv")
+    for tool in ("node", "npm", "chromium", "git"):
+        if re.search(rf"\b{tool}\b", commands):
+            needed.add(tool)
+    if "scripts/check_infra.sh" in commands:
+        script = (ROOT / "scripts" / "check_infra.sh").read_text()
+        needed |= {"terraform", "npm"} & {t for t in ("terraform", "npm") if t in script}
+    # ... and what the tests start: the emulators (gcloud, on Java), the Auth emulator
+    # (firebase-tools through npm ci, on Node), and git for the sample repositories.
+    stack = (ROOT / "devstack" / "stack.py").read_text()
+    assert '"emulators"' in stack and "npm" in stack
+    needed |= {"gcloud emulators", "java", "node", "npm", "git", "make"}
+    assert needed >= {"python3.12", "uv", "node", "npm", "chromium", "terraform"}, needed
+    docker = ci_dockerfile()
+    missing = {tool for tool in needed if not re.search(TOOLS[tool], docker)}
+    assert not missing, f"ci/Dockerfile does not provide {sorted(missing)}"
+    # And the image checks them as it is built, so a missing one fails the build early.
+    check = docker[docker.rindex("RUN ") :]
+    for probe in (
+        "python3.12 --version",
+        "java -version",
+        "node --version",
+        "npm --version",
+        "git --version",
+        "chromium --version",
+        "uv --version",
+        "terraform version",
+        "gcloud --version",
+        "pubsub-emulator",
+        "cloud-firestore-emulator",
+    ):
+        assert probe in check, probe
+
+
+def test_the_lint_step_installs_both_lock_files_on_3_12() -> None:
+    lint = step_text(step("install-lint"))
+    assert "uv sync --frozen --all-extras --python python3.12" in lint
+    assert "npm ci" in lint  # firebase-tools and the schema check's packages
+    build = step_text(step("ci-image"))
+    assert "--file=ci/Dockerfile" in build and f"--tag={CI_IMAGE}" in build
+    assert "3.11" not in (ROOT / "cloudbuild.yaml").read_text()
