@@ -84,3 +84,41 @@ def test_dump_leaves_out_absent_optionals() -> None:
         "protocol": 1,
         "resumed": False,
     }
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "[" * 1000 + "]" * 1000,
+        '{"a":' * 500 + "1" + "}" * 500,
+        '{"type": "chat", "id": "a\\ud800", "content": "x"}',
+        '{"type": "chat", "id": "a", "content": "\\udfff"}',
+        '{"type": "ping", "ts": NaN}',
+        '{"type": "ping", "ts": -Infinity}',
+        '{"type": "ping", "ts": 1e400}',
+        "[]",
+        '"init"',
+        "null",
+        "",
+    ],
+)
+def test_hostile_frames_are_typed_invalid_messages(raw: str) -> None:
+    from deploychat.errors import ProtocolError
+    from deploychat.protocol import parse_client_frame
+
+    with pytest.raises(ProtocolError) as refused:
+        parse_client_frame(raw)
+    assert refused.value.code == "invalid_message"
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting() -> None:
+    from deploychat.protocol import parse_client_frame
+
+    frame = parse_client_frame('{"type": "chat", "id": "a", "content": "' + "[{" * 500 + '"}')
+    assert frame.type == "chat"
+
+
+def test_reserved_session_ids_are_recognised() -> None:
+    from deploychat.protocol import is_reserved_id
+
+    assert is_reserved_id("__reserved__") and not is_reserved_id("__not_reserved")
