@@ -29,6 +29,7 @@ GREEN, AMBER, RED = "rgb(22, 163, 74)", "rgb(245, 158, 11)", "rgb(220, 38, 38)"
 def open_page(page: Page, proxy: TcpProxy, **overrides: float) -> None:
     query = urlencode({**FAST, **overrides})
     page.goto(f"{proxy.http_url}/?{query}")
+    page.wait_for_function("() => window.deploychat.ready === true")
     wait_state(page, "connected")
     watch_events(page)
 
@@ -43,7 +44,9 @@ def watch_events(page: Page) -> None:
 
 def wait_state(page: Page, state: str, timeout: float = 20_000) -> None:
     """Until the page is in `state`."""
-    page.wait_for_function("s => window.deploychat.engine.state === s", arg=state, timeout=timeout)
+    page.wait_for_function(
+        "s => window.deploychat.engine?.state === s", arg=state, timeout=timeout
+    )
 
 
 def wait_passed(page: Page, state: str, since: int, timeout: float = 20_000) -> None:

@@ -30,11 +30,14 @@ const INLINE = new RegExp(
 /**
  * @param {string} text
  * @param {Document} [doc]
+ * @param {{ partial?: boolean }} [options] partial: the text is still streaming, so markers
+ *   it has opened and not yet closed are closed for now (no raw `**` mid-stream)
  * @returns {DocumentFragment}
  */
-export function renderMarkdown(text, doc = document) {
+export function renderMarkdown(text, doc = document, options = {}) {
   const out = doc.createDocumentFragment();
-  const lines = String(text).replace(/\r\n?/g, "\n").split("\n");
+  let lines = String(text).replace(/\r\n?/g, "\n").split("\n");
+  if (options.partial) lines = settleStreaming(lines);
   let i = 0;
   /** @type {string[]} */
   let paragraph = [];
@@ -108,6 +111,52 @@ export function renderMarkdown(text, doc = document) {
   }
   endParagraph();
   return out;
+}
+
+// A line that is only the start of a block (a heading's #, a bullet, a quote's >, a fence
+// being typed): it says nothing yet.
+const BARE_MARKER = /^\s*(#{1,6}|[-*+]|\d{1,9}[.)]|>|`{1,2}|~{1,2})\s*$/;
+const LIST_PREFIX = /^(\s*(?:[-*+]|\d{1,9}[.)])\s+|\s{0,3}>\s?|\s{0,3}#{1,6}\s+)/;
+
+/**
+ * The lines of a reply still being written, as they should show for now: the last line's
+ * unfinished markers closed (or, at its very end, left out), outside an open code fence.
+ * @param {string[]} lines
+ */
+export function settleStreaming(lines) {
+  const out = [...lines];
+  let inFence = false;
+  for (const line of out) if (FENCE.test(line)) inFence = !inFence;
+  if (inFence) return out;
+  let last = out.length - 1;
+  while (last >= 0 && !out[last].trim()) last -= 1;
+  if (last < 0) return out;
+  if (BARE_MARKER.test(out[last])) {
+    out.splice(last, 1);
+    return out;
+  }
+  const prefix = LIST_PREFIX.exec(out[last])?.[0] ?? "";
+  out[last] = prefix + closeOpenMarkers(out[last].slice(prefix.length));
+  return out;
+}
+
+/**
+ * Close what an unfinished line has opened: a code span, bold, italic; an unfinished link shows
+ * its text. Marker characters at the very end may be half of a closing marker: left out.
+ * @param {string} line
+ */
+export function closeOpenMarkers(line) {
+  let text = line.replace(/[*_`]+$/, "");
+  text = text.replace(/\[([^\]\n]*)\]\([^)\s]*$/, "$1").replace(/\[([^\]\n]*)$/, "$1");
+  const ticks = text.match(/`+/g) ?? [];
+  if (ticks.length % 2 === 1) return text + ticks[ticks.length - 1];
+  const outside = text.replace(/(`+)[\s\S]*?\1/g, "");
+  let close = "";
+  if ((outside.match(/\*\*/g) ?? []).length % 2 === 1) close = "**";
+  const singles = outside.replace(/\*\*/g, "").match(/\*/g) ?? [];
+  if (singles.length % 2 === 1) close = `*${close}`;
+  if ((outside.match(/(?<!\w)__|__(?!\w)/g) ?? []).length % 2 === 1) close += "__";
+  return text + close;
 }
 
 /**

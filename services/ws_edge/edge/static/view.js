@@ -5,7 +5,10 @@
  * model only ever reaches the page as text nodes (see markdown.js), never as HTML.
  */
 
-import { link, renderMarkdown, safeHref } from "./markdown.js";
+import { DeploymentCards, analysisCard, cleanText, notice } from "./cards.js";
+import { highlightWithin } from "./codehighlight.js";
+import { capabilityLine, modeLabel, suggestions } from "./identity.js";
+import { renderMarkdown } from "./markdown.js";
 
 const STATUS_TEXT = {
   idle: "Not connected",
@@ -19,6 +22,13 @@ const STATUS_TEXT = {
 const USER_STATUS = { queued: "Queued", sent: "Sent", delivered: "Delivered" };
 
 const TOAST_MS = 7000;
+
+/** What a `typing` event's optional status means, in words. */
+const TYPING_STATUS = {
+  retrying: "The model is busy; trying again…",
+  thinking: "Thinking…",
+  running_tool: "Working on it…",
+};
 
 /** @typedef {{ li: HTMLElement, bubble: HTMLElement, text: string }} Reply */
 
@@ -41,13 +51,29 @@ export class ChatView {
       send: /** @type {HTMLButtonElement} */ ($("send")),
       stop: /** @type {HTMLButtonElement} */ ($("stop")),
       toasts: $("toasts"),
+      typingText: $("typing-text"),
+      announcer: $("announcer"),
+      intro: $("intro"),
+      introNotice: $("intro-notice"),
+      capabilities: $("capabilities"),
+      suggestions: $("suggestions"),
+      mode: $("mode"),
+      signin: $("signin"),
+      signinText: $("signin-text"),
+      signinGoogle: /** @type {HTMLButtonElement} */ ($("signin-google")),
+      signinGuest: /** @type {HTMLButtonElement} */ ($("signin-guest")),
     };
     /** @type {Map<string, Reply>} */
     this.replies = new Map();
     /** @type {Map<string, HTMLElement>} */
     this.userMessages = new Map();
-    /** @type {Map<string, HTMLElement>} */
-    this.deployments = new Map();
+    this.deployments = new DeploymentCards(doc, this.el.log, {
+      answer: (text) => this.handlers.send(text),
+      announce: (text) => this.announce(text),
+      answered: () => this.focusComposer(),
+    });
+    /** @type {string|null} the status a `typing` event gave, if any */
+    this.typingStatus = null;
     /** @type {string|null} */
     this.runningTurn = null;
     /** whether the reader is at the newest message (and so follows new ones) */
@@ -57,6 +83,8 @@ export class ChatView {
       stop: (/** @type {string} */ _turnId) => {},
       newConversation: () => {},
       reconnect: () => {},
+      signInGoogle: () => {},
+      signInGuest: () => {},
     };
     this.bind();
     this.updateEmpty();
@@ -83,8 +111,20 @@ export class ChatView {
       stop.disabled = true;
       stop.textContent = "Stopping…";
       this.handlers.stop(this.runningTurn);
+      this.focusComposer(); // the button goes away when the turn ends
     });
-    newConversation.addEventListener("click", () => this.handlers.newConversation());
+    newConversation.addEventListener("click", () => {
+      this.handlers.newConversation();
+      this.focusComposer();
+    });
+    this.el.suggestions.addEventListener("click", (e) => {
+      const button = /** @type {HTMLElement} */ (e.target).closest?.("button[data-suggestion]");
+      if (!button) return;
+      this.handlers.send(/** @type {HTMLElement} */ (button).dataset.suggestion ?? "");
+      this.focusComposer();
+    });
+    this.el.signinGoogle.addEventListener("click", () => this.handlers.signInGoogle());
+    this.el.signinGuest.addEventListener("click", () => this.handlers.signInGuest());
     reconnect.addEventListener("click", () => this.handlers.reconnect());
     // Stay at the newest message when the box changes size (a phone's keyboard opens, the
     // window is resized) if that is where the reader was.
@@ -114,6 +154,60 @@ export class ChatView {
     const { input } = this.el;
     input.style.height = "auto";
     input.style.height = `${Math.min(input.scrollHeight, 200)}px`;
+  }
+
+  focusComposer() {
+    if (!this.el.input.disabled) this.el.input.focus();
+  }
+
+  /** Read `text` out once, politely (the log itself is not a live region). @param {string} text */
+  announce(text) {
+    const { announcer } = this.el;
+    announcer.textContent = "";
+    // A new text node in a cleared region is announced even if the words repeat.
+    setTimeout(() => { announcer.textContent = text.length > 400 ? `${text.slice(0, 400)}…` : text; }, 50);
+  }
+
+  /** The mode label, the line on what the assistant does, suggestions that work in this mode.
+   * @param {import("./identity.js").AgentConfig} agent */
+  setAgent(agent) {
+    const doc = this.doc;
+    const { mode, capabilities, suggestions: list } = this.el;
+    mode.textContent = modeLabel(agent);
+    mode.dataset.mode = agent.mode;
+    capabilities.textContent = capabilityLine(agent);
+    list.replaceChildren(...suggestions(agent).map((text) => {
+      const li = doc.createElement("li");
+      const button = doc.createElement("button");
+      button.type = "button";
+      button.className = "suggestion";
+      button.dataset.suggestion = text;
+      button.setAttribute("aria-label", `Send: ${text}`);
+      button.textContent = text;
+      li.append(button);
+      return li;
+    }));
+  }
+
+  /** A line above the suggestions (e.g. why the conversation started afresh). @param {string|null} text */
+  introNotice(text) {
+    this.el.introNotice.hidden = !text;
+    this.el.introNotice.textContent = text ?? "";
+  }
+
+  /**
+   * Signed out (or not yet): the sign-in choices instead of the conversation.
+   * @param {boolean} show @param {{ guest?: boolean, message?: string }} [options]
+   */
+  showSignIn(show, options = {}) {
+    const { signin, conversation, input, send, signinGuest, signinText } = this.el;
+    signin.hidden = !show;
+    conversation.classList.toggle("signed-out", show);
+    input.disabled = show;
+    send.disabled = show;
+    signinGuest.hidden = options.guest === false;
+    if (options.message) signinText.textContent = options.message;
+    if (show) this.el.signinGoogle.focus();
   }
 
   /** @param {HTMLButtonElement} button */
@@ -148,6 +242,7 @@ export class ChatView {
     this.userMessages.clear();
     this.deployments.clear();
     this.setRunning(null);
+    this.introNotice(null);
     this.updateEmpty();
   }
 
@@ -184,7 +279,7 @@ export class ChatView {
       switch (event.type) {
         case "chat":
           if (event.role === "user") this.userEvent(event);
-          else if (event.role === "assistant") this.replyEvent(event);
+          else if (event.role === "assistant") this.replyEvent(event, meta.live);
           break;
         case "typing":
           this.typingEvent(event);
@@ -193,13 +288,13 @@ export class ChatView {
           this.el.log.append(analysisCard(event.data, this.doc));
           break;
         case "deployment_update":
-          this.deploymentUpdate(event);
+          this.deployments.update(event);
           break;
         case "deployment_complete":
-          this.deploymentComplete(event);
+          this.deployments.complete(event, meta.live);
           break;
         case "error":
-          this.el.log.append(notice(`${event.message} (${event.code})`, this.doc));
+          this.el.log.append(notice(`${cleanText(event.message)} (${event.code})`, this.doc));
           if (meta.live) this.toast(event.message || "The assistant ran into a problem.");
           break;
         default:
@@ -223,8 +318,8 @@ export class ChatView {
     this.el.log.append(li); // out of the pending list, into its place in the conversation
   }
 
-  /** @param {any} event */
-  replyEvent(event) {
+  /** @param {any} event @param {boolean} live */
+  replyEvent(event, live) {
     let reply = this.replies.get(event.message_id);
     if (!reply) {
       reply = this.replyElement(event.message_id, event.turn_id);
@@ -246,12 +341,18 @@ export class ChatView {
     } else {
       reply.text += event.delta ?? "";
     }
-    reply.bubble.replaceChildren(renderMarkdown(reply.text, this.doc));
+    const final = reply.li.dataset.final === "true";
+    reply.bubble.replaceChildren(renderMarkdown(reply.text, this.doc, { partial: !final }));
+    if (final) {
+      highlightWithin(reply.bubble, this.doc).catch(() => {});
+      if (live) this.announce(`Assistant: ${reply.bubble.textContent ?? ""}${event.stopped ? " (stopped)" : ""}`);
+    }
     this.showTyping();
   }
 
   /** @param {any} event */
   typingEvent(event) {
+    this.typingStatus = event.is_typing && typeof event.status === "string" && event.status ? event.status : null;
     if (event.is_typing) this.setRunning(event.turn_id);
     else if (this.runningTurn === event.turn_id) this.setRunning(null);
   }
@@ -266,134 +367,20 @@ export class ChatView {
     this.showTyping();
   }
 
-  /** Dots while the agent works and has not written anything yet for the turn. */
+  /** Dots while the agent works and has not written anything yet for the turn, or while it
+   * says what it is doing (a retry); never a silent spinner when it has something to say. */
   showTyping() {
     const turn = this.runningTurn;
     const reply = turn ? this.replies.get(`${turn}-reply`) : undefined;
-    this.el.typing.hidden = !turn || Boolean(reply && reply.text);
+    const status = turn ? this.typingStatus : null;
+    this.el.typing.hidden = !turn || (Boolean(reply && reply.text) && !status);
+    this.el.typingText.textContent = status
+      ? TYPING_STATUS[/** @type {keyof typeof TYPING_STATUS} */ (status)] ?? `Assistant: ${cleanText(status).replace(/_/g, " ")}…`
+      : "Assistant is working…";
+    this.el.typing.dataset.status = status ?? "";
     for (const r of this.replies.values()) {
       r.li.classList.toggle("streaming", r.li.dataset.turn === turn && r.li.dataset.final !== "true");
     }
-  }
-
-  /** @param {any} event */
-  deploymentUpdate(event) {
-    const card = this.deploymentCard(event.deployment_id);
-    if (event.stage === "awaiting_confirmation") {
-      this.askConfirmation(card, event);
-      return;
-    }
-    this.settleConfirmation(card);
-    const progress = Math.max(0, Math.min(100, Number(event.progress) || 0));
-    const bar = /** @type {HTMLElement} */ (card.querySelector(".progress"));
-    bar.setAttribute("aria-valuenow", String(progress));
-    /** @type {HTMLElement} */ (card.querySelector(".bar")).style.width = `${progress}%`;
-    /** @type {HTMLElement} */ (card.querySelector(".stage")).textContent = `${event.stage} · ${progress}%`;
-    /** @type {HTMLElement} */ (card.querySelector(".card-text")).textContent = event.message ?? "";
-  }
-
-  /**
-   * A deployment waits for the user's word: what will be deployed where, and two buttons that
-   * answer in the chat ("yes" / "no"), as typing the answer would.
-   * @param {HTMLElement} card @param {any} event
-   */
-  askConfirmation(card, event) {
-    const doc = this.doc;
-    card.dataset.status = "awaiting";
-    /** @type {HTMLElement} */ (card.querySelector(".card-head h3")).textContent = "Confirm deployment";
-    /** @type {HTMLElement} */ (card.querySelector(".stage")).textContent = "";
-    /** @type {HTMLElement} */ (card.querySelector(".card-text")).textContent =
-      String(event.message ?? "").replace(/\*\*/g, "");
-    card.querySelector(".confirm")?.remove();
-    const box = doc.createElement("div");
-    box.className = "confirm";
-    const details = doc.createElement("dl");
-    const confirm = event.confirm && typeof event.confirm === "object" ? event.confirm : {};
-    for (const [label, key] of [["Target", "target"], ["Source", "source"], ["Project", "project"],
-                                 ["Region", "region"], ["Service", "service"]]) {
-      if (confirm[key] == null) continue;
-      const dt = doc.createElement("dt");
-      dt.textContent = label;
-      const dd = doc.createElement("dd");
-      dd.textContent = key === "target" && confirm[key] === "local" ? "this machine" : String(confirm[key]);
-      details.append(dt, dd);
-    }
-    const actions = doc.createElement("div");
-    actions.className = "confirm-actions";
-    for (const [label, answer, kind] of [["Deploy", "yes", "primary"], ["Not now", "no", "secondary"]]) {
-      const button = doc.createElement("button");
-      button.type = "button";
-      button.className = `confirm-${kind}`;
-      button.textContent = label;
-      button.setAttribute("aria-label", `${label}: answer ${answer} to the deployment`);
-      button.addEventListener("click", () => {
-        if (this.handlers.send(answer)) {
-          for (const b of actions.querySelectorAll("button")) /** @type {HTMLButtonElement} */ (b).disabled = true;
-        }
-      });
-      actions.append(button);
-    }
-    box.append(details, actions);
-    card.append(box);
-  }
-
-  /** The deployment went ahead (or was answered): its question is no longer open. @param {HTMLElement} card */
-  settleConfirmation(card) {
-    card.querySelector(".confirm")?.remove();
-    if (card.dataset.status === "awaiting") {
-      delete card.dataset.status;
-      /** @type {HTMLElement} */ (card.querySelector(".card-head h3")).textContent = "Deployment";
-    }
-  }
-
-  /** The deployment's card becomes its result: the outcome, the URL, the last word. @param {any} event */
-  deploymentComplete(event) {
-    const ok = event.status === "succeeded";
-    const doc = this.doc;
-    const card = this.deploymentCard(event.deployment_id);
-    this.settleConfirmation(card);
-    card.classList.add("result");
-    card.dataset.status = event.status;
-    /** @type {HTMLElement} */ (card.querySelector(".card-head h3")).textContent = ok ? "Deployed" : "Deployment failed";
-    /** @type {HTMLElement} */ (card.querySelector(".card-icon")).textContent = ok ? "✓" : "✕";
-    /** @type {HTMLElement} */ (card.querySelector(".stage")).textContent = ok ? "100%" : "";
-    /** @type {HTMLElement} */ (card.querySelector(".bar")).style.width = "100%";
-    /** @type {HTMLElement} */ (card.querySelector(".progress")).setAttribute("aria-valuenow", "100");
-    /** @type {HTMLElement} */ (card.querySelector(".card-text")).textContent = event.message ?? "";
-    card.querySelector(".result-url")?.remove();
-    const href = event.url ? safeHref(event.url) : null;
-    if (href) {
-      const p = doc.createElement("p");
-      p.className = "result-url";
-      p.append(link(href, event.url, doc));
-      card.querySelector(".progress")?.after(p);
-    }
-  }
-
-  /** @param {string} id */
-  deploymentCard(id) {
-    let card = this.deployments.get(id);
-    if (card) return card;
-    const doc = this.doc;
-    card = cardElement("Deployment", "⇡", doc);
-    card.classList.add("deployment");
-    card.dataset.deployment = id;
-    const stage = doc.createElement("span");
-    stage.className = "stage";
-    card.querySelector(".card-head")?.append(stage);
-    const track = doc.createElement("div");
-    track.className = "progress";
-    track.setAttribute("role", "progressbar");
-    track.setAttribute("aria-label", "Deployment progress");
-    track.setAttribute("aria-valuemin", "0");
-    track.setAttribute("aria-valuemax", "100");
-    const bar = doc.createElement("div");
-    bar.className = "bar";
-    track.append(bar);
-    card.append(track, paragraph("", "card-text", doc));
-    this.deployments.set(id, card);
-    this.el.log.append(card);
-    return card;
   }
 
   // -------------------------------------------------------------- elements
@@ -456,7 +443,10 @@ export class ChatView {
     close.className = "toast-close";
     close.setAttribute("aria-label", "Dismiss");
     close.textContent = "×";
-    close.addEventListener("click", () => el.remove());
+    close.addEventListener("click", () => {
+      el.remove();
+      this.focusComposer();
+    });
     el.append(span, close);
     this.el.toasts.append(el);
     setTimeout(() => el.remove(), TOAST_MS);
@@ -489,113 +479,3 @@ function setUserStatus(li, status) {
   if (label) label.textContent = USER_STATUS[status];
 }
 
-/** @param {string} title @param {string} icon @param {Document} doc */
-function cardElement(title, icon, doc) {
-  const li = doc.createElement("li");
-  li.className = "card";
-  const head = doc.createElement("div");
-  head.className = "card-head";
-  const badge = doc.createElement("span");
-  badge.className = "card-icon";
-  badge.setAttribute("aria-hidden", "true");
-  badge.textContent = icon;
-  const h = doc.createElement("h3");
-  h.textContent = title;
-  head.append(badge, h);
-  li.append(head);
-  return li;
-}
-
-/** @param {string} text @param {string} className @param {Document} doc */
-function paragraph(text, className, doc) {
-  const p = doc.createElement("p");
-  p.className = className;
-  p.textContent = text;
-  return p;
-}
-
-/** @param {string} text @param {Document} doc */
-function notice(text, doc) {
-  const li = doc.createElement("li");
-  li.className = "notice error";
-  li.setAttribute("role", "note");
-  li.textContent = text;
-  return li;
-}
-
-/**
- * The analysis the agent stored: what was found, each with the file and line that show it.
- * @param {Record<string, any>} data @param {Document} doc
- */
-function analysisCard(data, doc) {
-  const card = cardElement("Repository analysis", "◆", doc);
-  card.classList.add("analysis");
-  const dl = doc.createElement("dl");
-  const rows = typeof data?.language === "string" ? analysisRows(data) : genericRows(data ?? {});
-  const evidence = data?.evidence && typeof data.evidence === "object" ? data.evidence : {};
-  for (const [title, value, field] of rows) {
-    if (value === "" || value === null || value === undefined) continue;
-    const dt = doc.createElement("dt");
-    dt.textContent = title;
-    const dd = doc.createElement("dd");
-    const href = typeof value === "string" ? safeHref(value) : null;
-    if (href) dd.append(link(href, String(value), doc));
-    else dd.textContent = display(value);
-    const proofs = field && Array.isArray(evidence[field]) ? evidence[field].slice(0, 2) : [];
-    for (const proof of proofs) {
-      if (!proof || typeof proof.file !== "string") continue;
-      const hint = doc.createElement("span");
-      hint.className = "evidence";
-      hint.textContent = proof.line ? `${proof.file}:${proof.line}` : proof.file;
-      if (typeof proof.snippet === "string" && proof.snippet) hint.title = proof.snippet;
-      dd.append(" ", hint);
-    }
-    dl.append(dt, dd);
-  }
-  card.append(dl);
-  return card;
-}
-
-/** @param {Record<string, any>} a @returns {[string, unknown, string?][]} */
-function analysisRows(a) {
-  const envs = Array.isArray(a.env_vars) ? a.env_vars.map((/** @type {any} */ v) => v?.name).filter(Boolean) : [];
-  const tests = a.tests && typeof a.tests === "object" ? a.tests : {};
-  const testText = [...(Array.isArray(tests.paths) ? tests.paths.slice(0, 3) : []),
-    tests.command ? `(${tests.command})` : ""].filter(Boolean).join(" ");
-  return [
-    ["App", a.name],
-    ["Source", a.source],
-    ["Language", [a.language, a.language_version].filter(Boolean).join(" "), "language"],
-    ["Framework", a.framework, "framework"],
-    ["Packages", [a.package_manager, a.lock_file || a.manifest].filter(Boolean).join(" · "), "package_manager"],
-    ["Entry point", a.entry_point, "entry_point"],
-    ["Start command", a.start_command],
-    ["Port", a.port ? `${a.port}${a.reads_port_env ? " (reads PORT)" : ""}` : (a.reads_port_env ? "from PORT" : ""), "port"],
-    ["Environment", envs.join(", ")],
-    ["Dockerfile", a.dockerfile || "none yet", "dockerfile"],
-    ["Tests", testText, "tests"],
-    ["Commit", typeof a.commit === "string" ? a.commit.slice(0, 10) : ""],
-    ...((Array.isArray(a.warnings) ? a.warnings : []).map((/** @type {string} */ w) =>
-      /** @type {[string, unknown]} */ (["Note", w]))),
-  ];
-}
-
-/** Any other shape (a newer agent): every field, as it came. @param {Record<string, unknown>} data */
-function genericRows(data) {
-  return Object.keys(data).map((key) => /** @type {[string, unknown]} */ ([label(key), data[key]]));
-}
-
-/** "start_command" -> "Start command" @param {string} key */
-function label(key) {
-  const words = key.replace(/[_-]+/g, " ").replace(/([a-z])([A-Z])/g, "$1 $2").trim().toLowerCase();
-  return words.charAt(0).toUpperCase() + words.slice(1);
-}
-
-/** @param {unknown} value */
-function display(value) {
-  if (value === null || value === undefined) return "—";
-  if (typeof value === "string") return value;
-  if (typeof value === "number" || typeof value === "boolean") return String(value);
-  if (Array.isArray(value) && value.every((v) => typeof v !== "object")) return value.join(", ");
-  return JSON.stringify(value);
-}
