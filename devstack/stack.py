@@ -333,6 +333,9 @@ class Stack:
         # Off by default (secure by default); on here, for `make dev` and the tests.
         env.setdefault("DEPLOYCHAT_LOCAL_SOURCES", "true")
         env.setdefault("DEPLOYCHAT_LOCAL_DEPLOY", "true")
+        # Off by default (secure by default); on here, for `make dev` and the tests.
+        env.setdefault("DEPLOYCHAT_LOCAL_SOURCES", "true")
+        env.setdefault("DEPLOYCHAT_LOCAL_DEPLOY", "true")
         state = self.config.log_dir.parent
         env["DEPLOYCHAT_WORK_DIR"] = str(state / "work")
         env["DEPLOYCHAT_DEPLOY_STATE_DIR"] = str(state / "deployments")

@@ -1,16 +1,20 @@
 """Builders of small sample repositories, one per stack the tools know, plus broken ones.
 
 Each `write_*` function writes its files into `dest` (created if needed) and returns `dest`, so
-tests can lay a sample out in a tmp dir, and `make_git_remote` turns one into a bare repository
-reachable by a `file://` URL, for cloning without any network.
+tests can lay a sample out in a tmp dir; `make_git_remote` turns one into a bare repository, and
+`git_daemon` serves bare repositories on git://127.0.0.1 (file:// is not a URL the agent takes),
+for cloning without any network beyond this machine.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import subprocess
 import textwrap
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 # Versions the local deploy tests install: kept in step with what the project's own venv uses,
@@ -312,6 +316,442 @@ def write_go_app(dest: Path) -> Path:
     )
 
 
+# ------------------------------------------------------------------ the classes of issue 11
+
+
+def write_django_whitenoise_app(dest: Path) -> Path:
+    """Django with WhiteNoise's manifest storage (500s without collectstatic) and an empty
+    ALLOWED_HOSTS (400s unless the deployment adds its hosts). Installs from PyPI."""
+    return _write(
+        dest,
+        {
+            "manage.py": """
+                import os
+                import sys
+
+                if __name__ == "__main__":
+                    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mysite.settings")
+                    from django.core.management import execute_from_command_line
+
+                    execute_from_command_line(sys.argv)
+            """,
+            "mysite/__init__.py": "",
+            "mysite/settings.py": """
+                import os
+                from pathlib import Path
+
+                BASE_DIR = Path(__file__).resolve().parent.parent
+                SECRET_KEY = os.environ["DJANGO_SECRET_KEY"]
+                DEBUG = False
+                ALLOWED_HOSTS: list[str] = []
+                ROOT_URLCONF = "mysite.urls"
+                WSGI_APPLICATION = "mysite.wsgi.application"
+                INSTALLED_APPS = ["django.contrib.staticfiles"]
+                MIDDLEWARE = ["whitenoise.middleware.WhiteNoiseMiddleware"]
+                STATIC_URL = "/static/"
+                STATIC_ROOT = BASE_DIR / "staticfiles"
+                STATICFILES_DIRS = [BASE_DIR / "assets"]
+                STORAGES = {
+                    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+                    "staticfiles": {
+                        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+                    },
+                }
+            """,
+            "mysite/urls.py": """
+                from django.http import HttpResponse
+                from django.templatetags.static import static
+                from django.urls import path
+
+
+                def index(request):
+                    # Raises (a 500) when collectstatic has not written the manifest.
+                    return HttpResponse(f"hello django {static('site.css')}")
+
+
+                urlpatterns = [path("", index)]
+            """,
+            "mysite/wsgi.py": """
+                import os
+
+                from django.core.wsgi import get_wsgi_application
+
+                os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mysite.settings")
+                application = get_wsgi_application()
+            """,
+            "assets/site.css": "body { color: teal; }\n",
+            "requirements.txt": "Django==5.1.4\nwhitenoise==6.8.2\ngunicorn==23.0.0\n",
+        },
+    )
+
+
+def write_flask_gated(dest: Path, gate: Path) -> Path:
+    """A Flask app whose import waits until `gate` exists: its deployment stays in the health
+    check until the test says so, so a cancel always lands mid-deploy."""
+    write_flask_app(dest)
+    app = (dest / "app.py").read_text()
+    wait = (
+        "import pathlib as _p\nimport time as _t\n\n"
+        f"while not _p.Path({str(gate)!r}).exists():\n    _t.sleep(0.1)\n\n"
+    )
+    (dest / "app.py").write_text(wait + app)
+    (dest / ".python-version").unlink()
+    return dest
+
+
+def write_streamlit_app(dest: Path) -> Path:
+    return _write(
+        dest,
+        {
+            "streamlit_app.py": "import streamlit as st\n\nst.title('Hello')\n",
+            "requirements.txt": "streamlit==1.40.0\npandas\n",
+        },
+    )
+
+
+def write_gradio_app(dest: Path) -> Path:
+    return _write(
+        dest,
+        {
+            "app.py": """
+                import gradio as gr
+
+
+                def greet(name: str) -> str:
+                    return f"Hello {name}"
+
+
+                demo = gr.Interface(fn=greet, inputs="text", outputs="text")
+                demo.launch()
+            """,
+            "requirements.txt": "gradio==5.9.1\n",
+        },
+    )
+
+
+def write_fastapi_factory(dest: Path) -> Path:
+    return _write(
+        dest,
+        {
+            "service/__init__.py": "",
+            "service/main.py": """
+                from fastapi import FastAPI
+
+
+                def create_app() -> FastAPI:
+                    app = FastAPI()
+
+                    @app.get("/")
+                    def root() -> dict[str, str]:
+                        return {"ok": "yes"}
+
+                    return app
+            """,
+            "requirements.txt": "fastapi==0.115.6\nuvicorn==0.34.0\n",
+        },
+    )
+
+
+def write_procfile_port_app(dest: Path) -> Path:
+    """A Flask app started by its Procfile, which names $PORT itself."""
+    write_flask_app(dest)
+    (dest / "Procfile").write_text(
+        "release: python -c 'print(1)'\nweb: gunicorn --bind 0.0.0.0:$PORT --workers 2 app:app\n"
+    )
+    return dest
+
+
+def write_vite_spa(dest: Path, *, out_dir: str | None = None) -> Path:
+    """A Vite/React SPA: an index.html at the root that is NOT the site (it must be built)."""
+    package = {
+        "name": "spa",
+        "private": True,
+        "scripts": {"dev": "vite", "build": "vite build", "preview": "vite preview"},
+        "dependencies": {"react": "^18.3.1", "react-dom": "^18.3.1"},
+        "devDependencies": {"vite": "^5.4.0", "@vitejs/plugin-react": "^4.3.0"},
+    }
+    config = (
+        f"export default {{ build: {{ outDir: '{out_dir}' }} }};\n"
+        if out_dir
+        else "export default {};\n"
+    )
+    return _write(
+        dest,
+        {
+            "package.json": json.dumps(package, indent=2) + "\n",
+            "package-lock.json": '{"lockfileVersion": 3}\n',
+            "index.html": '<div id="root"></div>\n<script type="module" src="/src/main.jsx">'
+            "</script>\n",
+            "src/main.jsx": "import React from 'react';\n",
+            "vite.config.js": config,
+        },
+    )
+
+
+def write_cra_spa(dest: Path) -> Path:
+    package = {
+        "name": "cra",
+        "scripts": {"start": "react-scripts start", "build": "react-scripts build"},
+        "dependencies": {"react": "^18", "react-dom": "^18", "react-scripts": "5.0.1"},
+    }
+    return _write(
+        dest,
+        {
+            "package.json": json.dumps(package, indent=2) + "\n",
+            "public/index.html": '<div id="root"></div>\n',
+            "src/index.js": "import React from 'react';\n",
+        },
+    )
+
+
+def write_angular_spa(dest: Path) -> Path:
+    package = {
+        "name": "shop",
+        "scripts": {"start": "ng serve", "build": "ng build"},
+        "dependencies": {"@angular/core": "^18.2.0"},
+        "devDependencies": {"@angular/cli": "^18.2.0", "@angular-devkit/build-angular": "^18.2"},
+    }
+    angular = {
+        "projects": {
+            "shop": {
+                "architect": {
+                    "build": {
+                        "builder": "@angular-devkit/build-angular:application",
+                        "options": {"outputPath": "dist/shop"},
+                    }
+                }
+            }
+        }
+    }
+    return _write(
+        dest,
+        {
+            "package.json": json.dumps(package, indent=2) + "\n",
+            "angular.json": json.dumps(angular, indent=2) + "\n",
+            "src/index.html": "<app-root></app-root>\n",
+        },
+    )
+
+
+def write_nextjs_standalone(dest: Path) -> Path:
+    write_nextjs_app(dest)
+    (dest / "next.config.js").write_text("module.exports = {\n  output: 'standalone',\n};\n")
+    return dest
+
+
+def write_go_templates_app(dest: Path) -> Path:
+    """A Go app that parses templates/ and serves static/ at run time (not embedded)."""
+    return _write(
+        dest,
+        {
+            "go.mod": "module example.com/site\n\ngo 1.21\n",
+            "main.go": """
+                package main
+
+                import (
+                    "html/template"
+                    "net/http"
+                    "os"
+                )
+
+                func main() {
+                    tmpl := template.Must(template.ParseGlob("templates/*.html"))
+                    files := http.FileServer(http.Dir("./static"))
+                    http.Handle("/static/", http.StripPrefix("/static/", files))
+                    http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+                        tmpl.ExecuteTemplate(w, "index.html", nil)
+                    })
+                    http.ListenAndServe(":"+os.Getenv("PORT"), nil)
+                }
+            """,
+            "templates/index.html": "<h1>Hi</h1>\n",
+            "static/app.css": "h1 { color: red; }\n",
+        },
+    )
+
+
+def write_repo_dockerfile_app(dest: Path) -> Path:
+    """An Express app with a Dockerfile of its own that honours $PORT."""
+    write_express_app(dest)
+    (dest / "Dockerfile").write_text(
+        "FROM node:22-bookworm-slim\nWORKDIR /app\nCOPY . .\nRUN npm ci --omit=dev\n"
+        "ENV PORT=8080\nEXPOSE 8080\nCMD node server.js --port $PORT\n"
+    )
+    return dest
+
+
+def write_dockerfile_only_app(dest: Path) -> Path:
+    """A Rust service: nothing we build ourselves, but its Dockerfile knows how."""
+    return _write(
+        dest,
+        {
+            "Cargo.toml": '[package]\nname = "svc"\nversion = "0.1.0"\n',
+            "src/main.rs": "fn main() {}\n",
+            "Dockerfile": "FROM rust:1.83 AS build\nWORKDIR /src\nCOPY . .\n"
+            "RUN cargo build --release\nFROM debian:bookworm-slim\n"
+            "COPY --from=build /src/target/release/svc /svc\nEXPOSE 3000\n"
+            'CMD ["/svc"]\n',
+        },
+    )
+
+
+_PLUGINS = "".join(
+    f"<plugin><groupId>org.apache.maven.plugins</groupId><artifactId>{a}</artifactId>"
+    f"<version>{v}</version></plugin>"
+    for a, v in (
+        ("maven-resources-plugin", "3.3.1"),
+        ("maven-compiler-plugin", "3.13.0"),
+        ("maven-jar-plugin", "3.4.1"),
+    )
+)
+
+
+def write_java_http_app(dest: Path) -> Path:
+    """Plain Java 17 with the JDK's HTTP server, built by Maven with plugins pinned to versions
+    Maven's local repository holds here (so no download is needed)."""
+    pom = f"""
+        <project xmlns="http://maven.apache.org/POM/4.0.0">
+          <modelVersion>4.0.0</modelVersion>
+          <groupId>demo</groupId>
+          <artifactId>hello</artifactId>
+          <version>1.0</version>
+          <properties>
+            <maven.compiler.release>17</maven.compiler.release>
+            <project.build.sourceEncoding>UTF-8</project.build.sourceEncoding>
+          </properties>
+          <build><plugins>{_PLUGINS}</plugins></build>
+        </project>
+    """
+    return _write(
+        dest,
+        {
+            "pom.xml": pom,
+            "src/main/java/demo/App.java": """
+                package demo;
+
+                import com.sun.net.httpserver.HttpServer;
+                import java.net.InetSocketAddress;
+
+                public class App {
+                    public static void main(String[] args) throws Exception {
+                        int port = Integer.parseInt(System.getenv().getOrDefault("PORT", "8080"));
+                        InetSocketAddress address = new InetSocketAddress("127.0.0.1", port);
+                        HttpServer server = HttpServer.create(address, 0);
+                        server.createContext("/", exchange -> {
+                            byte[] body = "Hello from Java!".getBytes();
+                            exchange.sendResponseHeaders(200, body.length);
+                            exchange.getResponseBody().write(body);
+                            exchange.close();
+                        });
+                        server.start();
+                    }
+                }
+            """,
+        },
+    )
+
+
+def write_spring_boot_app(dest: Path, java: str = "21") -> Path:
+    pom = f"""
+        <project>
+          <modelVersion>4.0.0</modelVersion>
+          <parent>
+            <groupId>org.springframework.boot</groupId>
+            <artifactId>spring-boot-starter-parent</artifactId>
+            <version>3.4.1</version>
+          </parent>
+          <artifactId>demo</artifactId>
+          <properties>
+            <java.version>{java}</java.version>
+          </properties>
+          <dependencies>
+            <dependency>
+              <groupId>org.springframework.boot</groupId>
+              <artifactId>spring-boot-starter-web</artifactId>
+            </dependency>
+          </dependencies>
+        </project>
+    """
+    return _write(
+        dest,
+        {
+            "pom.xml": pom,
+            "src/main/java/com/example/demo/DemoApplication.java": """
+                package com.example.demo;
+
+                import org.springframework.boot.SpringApplication;
+                import org.springframework.boot.autoconfigure.SpringBootApplication;
+
+                @SpringBootApplication
+                public class DemoApplication {
+                    public static void main(String[] args) {
+                        SpringApplication.run(DemoApplication.class, args);
+                    }
+                }
+            """,
+            "src/main/resources/application.properties": "server.port=${PORT:8080}\n",
+        },
+    )
+
+
+def write_php_slim_app(dest: Path) -> Path:
+    composer = {"require": {"php": "^8.2", "slim/slim": "^4.14", "slim/psr7": "^1.7"}}
+    return _write(
+        dest,
+        {
+            "composer.json": json.dumps(composer, indent=2) + "\n",
+            "public/index.php": "<?php\nrequire __DIR__ . '/../vendor/autoload.php';\n",
+        },
+    )
+
+
+def write_ruby_sinatra_app(dest: Path) -> Path:
+    return _write(
+        dest,
+        {
+            "Gemfile": "source 'https://rubygems.org'\nruby '3.3.6'\ngem 'sinatra'\ngem 'puma'\n",
+            "Gemfile.lock": "GEM\n",
+            "config.ru": "require './app'\nrun Sinatra::Application\n",
+            "app.rb": "require 'sinatra'\nget('/') { 'hi' }\n",
+        },
+    )
+
+
+def write_dotnet_app(dest: Path) -> Path:
+    return _write(
+        dest,
+        {
+            "Api/Api.csproj": '<Project Sdk="Microsoft.NET.Sdk.Web">\n  <PropertyGroup>\n'
+            "    <TargetFramework>net8.0</TargetFramework>\n  </PropertyGroup>\n</Project>\n",
+            "Api/Program.cs": "var app = WebApplication.Create(args);\napp.Run();\n",
+        },
+    )
+
+
+def write_old_pins(dest: Path) -> Path:
+    """Python pinned to 3.5 (runtime.txt): no image has it."""
+    write_flask_app(dest)
+    (dest / ".python-version").unlink()
+    (dest / "runtime.txt").write_text("python-3.5.1\n")
+    return dest
+
+
+def write_old_node(dest: Path) -> Path:
+    write_express_app(dest)
+    package = json.loads((dest / "package.json").read_text())
+    package["engines"] = {"node": "4.0.0"}
+    (dest / "package.json").write_text(json.dumps(package, indent=2) + "\n")
+    return dest
+
+
+def write_monorepo(dest: Path) -> Path:
+    """backend/ (FastAPI) and frontend/ (a Vite SPA), nothing at the root but a README."""
+    _write(dest, {"README.md": "# Shop\n"})
+    write_fastapi_app(dest / "backend")
+    write_vite_spa(dest / "frontend")
+    return dest
+
+
 # ------------------------------------------------------------------ broken ones
 
 
@@ -360,11 +800,27 @@ SAMPLES: dict[str, Callable[[Path], Path]] = {
     "nextjs": write_nextjs_app,
     "static": write_static_site,
     "go": write_go_app,
+    "django-whitenoise": write_django_whitenoise_app,
+    "streamlit": write_streamlit_app,
+    "gradio": write_gradio_app,
+    "fastapi-factory": write_fastapi_factory,
+    "procfile": write_procfile_port_app,
+    "vite": write_vite_spa,
+    "cra": write_cra_spa,
+    "angular": write_angular_spa,
+    "nextjs-standalone": write_nextjs_standalone,
+    "go-templates": write_go_templates_app,
+    "old-python": write_old_pins,
+    "old-node": write_old_node,
 }
 
 
 def make_git_remote(source: Path, bare: Path) -> str:
-    """Commit `source` (minus node_modules) and make a bare clone of it: returns its file:// URL."""
+    """Commit `source` (minus node_modules) and make a bare clone of it at `bare`.
+
+    Returns its file:// URL, which the agent refuses: serve `bare.parent` with `git_daemon`
+    and clone `git://127.0.0.1:<port>/<bare.name>` instead.
+    """
     env_args = ["-c", "user.name=test", "-c", "user.email=test@example.com"]
     if not (source / ".git").exists():
         subprocess.run(["git", "init", "-q", "-b", "main", str(source)], check=True)
@@ -377,3 +833,52 @@ def make_git_remote(source: Path, bare: Path) -> str:
     )
     subprocess.run(["git", "clone", "-q", "--bare", str(source), str(bare)], check=True)
     return bare.resolve().as_uri()
+
+
+@contextlib.contextmanager
+def git_daemon(base: Path) -> Iterator[str]:
+    """Serve the bare repositories under `base` read-only; yields `git://127.0.0.1:<port>`."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen(
+        [
+            "git", "daemon", "--reuseaddr", "--export-all", "--listen=127.0.0.1",
+            f"--port={port}", f"--base-path={base}", str(base),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while True:  # ready when it accepts connections
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+                break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"git daemon did not start (exit {proc.poll()})")
+            time.sleep(0.05)
+        yield f"git://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def serve_sample(
+    builder: Callable[[Path], Path], tmp_path: Path, name: str = "app"
+) -> contextlib.AbstractContextManager[str]:
+    """Write a sample, make it a bare repository and serve it: the context yields its git URL."""
+
+    @contextlib.contextmanager
+    def serving() -> Iterator[str]:
+        base = tmp_path / "served"
+        base.mkdir(exist_ok=True)
+        make_git_remote(builder(tmp_path / f"{name}-src"), base / f"{name}.git")
+        with git_daemon(base) as url:
+            yield f"{url}/{name}.git"
+
+    return serving()

@@ -66,18 +66,19 @@ class AgentSettings(CommonSettings):
         default=6, ge=1, description="Model steps (each may call tools) in one turn at most."
     )
     local_sources: bool = Field(
-        default=True,
-        description="Accept local paths as sources (development); off on Google Cloud, where "
-        "only git URLs make sense.",
+        default=False,
+        description="Accept local folders (inside the source root) as sources; off unless "
+        "configured (`make dev` and the tests turn it on).",
     )
     local_deploy: bool = Field(
-        default=True,
-        description="Offer the `local` deployment target (runs apps beside the agent); off on "
-        "Google Cloud.",
+        default=False,
+        description="Offer the `local` deployment target (runs apps beside the agent); off "
+        "unless configured (`make dev` and the tests turn it on).",
     )
     source_root: Path = Field(
         default_factory=Path.cwd,
-        description="Relative local paths are read from here.",
+        description="The workspace: local folders must be inside it (`..` and symlinks out of "
+        "it are refused), and relative paths are read from it.",
         json_schema_extra={"shown_default": "the working directory"},
     )
     work_dir: Path = Field(

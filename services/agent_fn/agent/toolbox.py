@@ -24,7 +24,7 @@ from .session_state import Workspace, read_state
 from .settings import AgentSettings
 from .tool_specs import TOOLS, AnalyseArgs, DeployArgs, DockerfileArgs
 from .tools import Analysis, ToolError, analyse_repository, generate_dockerfile
-from .tools.source import is_git_url
+from .tools.source import is_git_url, resolve_local, subfolder_of
 
 log = logging.getLogger(__name__)
 _tracer = tracer(__name__)
@@ -90,44 +90,47 @@ class Toolbox:
 
     def _execute(self, name: str, args: BaseModel) -> _Step:
         if isinstance(args, AnalyseArgs):
-            return self._analyse(args.source)
+            return self._analyse(args.source, args.subfolder)
         if isinstance(args, DockerfileArgs):
-            return self._dockerfile(args.source)
+            return self._dockerfile(args.source, args.subfolder)
         if isinstance(args, DeployArgs):
             return self._request_deployment(args)
         raise AssertionError(name)
 
     # ---------------------------------------------------------------- sources
 
-    def resolve_source(self, source: str) -> str:
-        """A git URL as it is, or a local path made absolute (where local paths are allowed)."""
-        if is_git_url(source):
-            return source
-        if not self._settings.local_sources:
-            raise ToolError(
-                f"{source} is not a git URL; give me one (https://… or git@…) to work from."
-            )
-        path = Path(source).expanduser()
-        return str(path if path.is_absolute() else (self._settings.source_root / path).resolve())
+    @property
+    def local_root(self) -> Path | None:
+        """The workspace local folders must be in; None when local folders are turned off."""
+        return self._settings.source_root if self._settings.local_sources else None
 
-    def analysis_for(self, source: str | None) -> tuple[Analysis | None, list[EventDraft]]:
+    def analysis_for(
+        self, source: str | None, subfolder: str | None = None
+    ) -> tuple[Analysis | None, list[EventDraft]]:
         """The workspace's analysis, or a fresh one of `source` (with its event)."""
         current = self._workspace.get("analysis")
-        if current is not None and (source is None or source == self._workspace.get("source")):
+        same = source is None or (
+            source == self._workspace.get("source")
+            and _folder(subfolder) == _folder((current or {}).get("subfolder"))
+        )
+        if current is not None and same:
             return Analysis.model_validate(current), []
         if source is None:
             return None, []
-        step = self._analyse(source)
+        step = self._analyse(source, subfolder)
         if "error" in step.outcome.response:
             raise ToolError(step.outcome.response["error"])
         return Analysis.model_validate(self._workspace["analysis"]), step.drafts
 
     # ---------------------------------------------------------------- tools
 
-    def _analyse(self, source: str) -> _Step:
+    def _analyse(self, source: str, subfolder: str | None = None) -> _Step:
         try:
             analysis = analyse_repository(
-                self.resolve_source(source), workdir=self._settings.work_dir / self._session_id
+                source,
+                workdir=self._settings.work_dir / self._session_id,
+                local_root=self.local_root,
+                subfolder=subfolder,
             )
         except ToolError as exc:
             return _Step(
@@ -151,9 +154,9 @@ class Toolbox:
             {"workspace": self._workspace},
         )
 
-    def _dockerfile(self, source: str | None) -> _Step:
+    def _dockerfile(self, source: str | None, subfolder: str | None = None) -> _Step:
         try:
-            analysis, drafts = self.analysis_for(source)
+            analysis, drafts = self.analysis_for(source, subfolder)
         except ToolError as exc:
             return _Step(ToolOutcome({"error": exc.message, "summary": exc.message}), [], {})
         if analysis is None:
@@ -161,17 +164,39 @@ class Toolbox:
                 "Tell me which repository first: analyse it, or name it (write a Dockerfile for …)."
             )
             return _Step(ToolOutcome({"error": message, "summary": message}), [], {})
+        if analysis.build == "buildpacks":
+            message = (
+                f"{analysis.name} is a {analysis.language} app ({analysis.framework}, "
+                f"{analysis.build_tool}): I build it with Google Cloud's buildpacks, as "
+                "`gcloud run deploy --source` does, so it needs no Dockerfile. Deploy it to Cloud "
+                "Run when you are ready."
+            )
+            return _Step(ToolOutcome({"summary": message, "build": "buildpacks"}), drafts, {})
+        if analysis.language == "other":
+            message = f"{analysis.name} builds with its own {analysis.dockerfile}; I keep that one."
+            return _Step(ToolOutcome({"summary": message}), drafts, {})
         files = generate_dockerfile(analysis)
         self._workspace = {
             **self._workspace,
             "dockerfile": files.dockerfile,
             "dockerignore": files.dockerignore,
         }
+        written = self._write_dockerfile(analysis, files.dockerfile, files.dockerignore)
         note = (
-            " The repository has a Dockerfile of its own; this one follows our conventions."
+            " The repository has a Dockerfile of its own, which the Cloud Run build uses; this "
+            "one follows our conventions, for comparison."
             if files.existing_dockerfile
             else ""
         )
+        if written:
+            note += f" I wrote it to {written} in the app's folder; the build now uses it."
+        drafts = [*drafts, *self._dockerfile_event(analysis, files.dockerfile, files, written)]
+        # A re-analysis (after writing the file) starts the workspace afresh: keep the files.
+        self._workspace = {
+            **self._workspace,
+            "dockerfile": files.dockerfile,
+            "dockerignore": files.dockerignore,
+        }
         show = (
             f"\n\n**Dockerfile** for `{analysis.name}` ({files.base_image}, port {files.port}):"
             f"\n\n```dockerfile\n{files.dockerfile.rstrip()}\n```\n\n**.dockerignore**:\n\n"
@@ -191,6 +216,42 @@ class Toolbox:
             {"workspace": self._workspace},
         )
 
+    def _write_dockerfile(self, analysis: Analysis, dockerfile: str, ignore: str) -> str | None:
+        """Into the local folder, when local sources are on and it has no Dockerfile yet."""
+        source = self._workspace.get("source")
+        if self.local_root is None or not isinstance(source, str) or is_git_url(source):
+            return None
+        try:
+            folder, _ = subfolder_of(resolve_local(source, self.local_root), analysis.subfolder)
+        except ToolError:
+            return None
+        target = folder / "Dockerfile"
+        if analysis.dockerfile or target.exists():
+            return None  # never over the repository's own
+        target.write_text(dockerfile)
+        if not (folder / ".dockerignore").exists():
+            (folder / ".dockerignore").write_text(ignore)
+        return "Dockerfile"
+
+    def _dockerfile_event(
+        self, analysis: Analysis, dockerfile: str, files: Any, written: str | None
+    ) -> list[EventDraft]:
+        """An `analysis` event that shows the Dockerfile: written now, or offered to download."""
+        offer = {
+            "filename": "Dockerfile",
+            "dockerfile": dockerfile,
+            "dockerignore": files.dockerignore,
+        }
+        if written:
+            step = self._analyse(str(self._workspace["source"]), analysis.subfolder)
+            if "error" not in step.outcome.response:
+                for draft in step.drafts:
+                    draft["data"]["generated_dockerfile"] = {**offer, "written_to": written}
+                return step.drafts
+        data = _for_people(analysis.model_dump(mode="json"))
+        data["generated_dockerfile"] = {**offer, "written_to": None}
+        return [{"type": "analysis", "turn_id": self._turn_id, "data": data}]
+
     def _request_deployment(self, args: DeployArgs) -> _Step:
         from .deploy_access import cloud_run_refusal, forbidden_event
         from .deployments import request_deployment
@@ -205,7 +266,7 @@ class Toolbox:
                     {},
                 )
         try:
-            analysis, drafts = self.analysis_for(args.source)
+            analysis, drafts = self.analysis_for(args.source, args.subfolder)
         except ToolError as exc:
             return _Step(ToolOutcome({"error": exc.message, "summary": exc.message}), [], {})
         assert analysis is not None
@@ -250,6 +311,13 @@ def describe_analysis(a: Analysis) -> str:
         lines.append(f"Tests: {', '.join(a.tests.paths[:3]) or 'yes'}{command}.")
     lines.extend(f"Note: {w}" for w in a.warnings[:3])
     return " ".join(lines)
+
+
+def _folder(subfolder: object) -> str | None:
+    if not isinstance(subfolder, str):
+        return None
+    text = subfolder.strip().strip("/").removeprefix("./")
+    return text or None
 
 
 def _for_people(data: dict[str, Any]) -> dict[str, Any]:

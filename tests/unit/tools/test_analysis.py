@@ -19,13 +19,15 @@ from agent.tools.detect_node import NODE_VERSIONS
 from agent.tools.detect_python import PYTHON_VERSIONS
 from agent.tools.repo_files import Limits
 from agent.tools.source import app_name, is_git_url, redact
-from deploychat.errors import TransientError
+from deploychat.errors import PermanentError, TransientError
 from tests.support import sample_repos as samples
 from tests.support.silent_server import silent_server
 
 
 def analyse(builder: Callable[[Path], Path], tmp_path: Path) -> Analysis:
-    return analyse_repository(str(builder(tmp_path / "repo")), workdir=tmp_path / "work")
+    return analyse_repository(
+        str(builder(tmp_path / "repo")), workdir=tmp_path / "work", local_root=tmp_path
+    )
 
 
 def ev(analysis: Analysis, field: str) -> list[tuple[str, int]]:
@@ -86,7 +88,13 @@ def test_flask_factory_with_poetry_procfile_and_dockerfile(tmp_path: Path) -> No
     assert a.procfile == "Procfile"
     assert a.procfile_web == "gunicorn 'factory:create_app()' --log-file -"
     assert a.dockerfile == "Dockerfile"
-    assert ev(a, "dockerfile") == [("Dockerfile", 0), ("Dockerfile", 3)]
+    # The file, its CMD and its EXPOSE; it has a fixed port, so it does not honour $PORT.
+    assert ev(a, "dockerfile") == [("Dockerfile", 0), ("Dockerfile", 4), ("Dockerfile", 3)]
+    assert a.repo_dockerfile is not None
+    assert (a.repo_dockerfile.expose, a.repo_dockerfile.cmd) == (8000, '["gunicorn"]')
+    assert a.repo_dockerfile.honours_port is False
+    assert a.repo_dockerfile.base_images == ["python:3.11-slim"]
+    assert a.build == "repository_dockerfile" and "own Dockerfile" in a.build_reason
     # No port in the code: the Dockerfile's EXPOSE is the best evidence there is.
     assert a.port == 8000 and ev(a, "port") == [("Dockerfile", 3)]
     assert env_names(a) == ["SECRET_KEY"]
@@ -122,7 +130,13 @@ def test_django(tmp_path: Path) -> None:
     assert a.extra_packages == ["gunicorn==23.0.0"]
     assert a.port == 8000 and ev(a, "port") == []  # Django's default, no code names one
     assert env_names(a) == ["DJANGO_SETTINGS_MODULE", "DJANGO_SECRET_KEY", "DJANGO_DEBUG"]
-    assert any("ALLOWED_HOSTS" in w for w in a.warnings)
+    # No STATIC_ROOT: said so, with what to do; the hosts come from the environment.
+    assert not a.collectstatic and any("STATIC_ROOT" in w for w in a.warnings)
+    assert a.django_settings == "mysite.settings"
+    assert ev(a, "hosts") == [("mysite/settings.py", 5)]
+    assert a.runtime_env["DJANGO_SETTINGS_MODULE"] == "deploychat_settings"
+    assert ".run.app" in a.runtime_env["DEPLOYCHAT_ALLOWED_HOSTS"]
+    assert a.build_required_env == ["DJANGO_SECRET_KEY"]
 
 
 def test_express(tmp_path: Path) -> None:
@@ -213,8 +227,8 @@ def test_examples_shipped_with_the_project() -> None:
 
 
 def test_clones_a_git_url_shallowly(tmp_path: Path) -> None:
-    url = samples.make_git_remote(samples.write_flask_app(tmp_path / "src"), tmp_path / "r.git")
-    a = analyse_repository(url, workdir=tmp_path / "work")
+    with samples.serve_sample(samples.write_flask_app, tmp_path, "r") as url:
+        a = analyse_repository(url, workdir=tmp_path / "work")
     assert a.source == url and a.name == "r"
     assert a.framework == "flask" and a.entry_point == "app.py"
     assert a.commit is not None and len(a.commit) == 40
@@ -224,30 +238,41 @@ def test_clones_a_git_url_shallowly(tmp_path: Path) -> None:
     assert (clone / ".git" / "shallow").is_file()
 
 
-def test_relative_local_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_relative_local_path(tmp_path: Path) -> None:
     samples.write_static_site(tmp_path / "site")
-    monkeypatch.chdir(tmp_path)
-    a = analyse_repository("site", workdir=tmp_path / "work")
+    a = analyse_repository("site", workdir=tmp_path / "work", local_root=tmp_path)
     assert a.framework == "static" and a.path == str((tmp_path / "site").resolve())
 
 
 def test_missing_local_path(tmp_path: Path) -> None:
     with pytest.raises(ToolError, match="no directory"):
-        analyse_repository(str(tmp_path / "nope"), workdir=tmp_path)
+        analyse_repository(str(tmp_path / "nope"), workdir=tmp_path, local_root=tmp_path)
 
 
 def test_clone_of_missing_repository(tmp_path: Path) -> None:
-    url = (tmp_path / "missing.git").as_uri()
-    with pytest.raises(ToolError, match="Could not clone"):
-        analyse_repository(url, workdir=tmp_path / "work")
+    (tmp_path / "served").mkdir()
+    with (
+        samples.git_daemon(tmp_path / "served") as base,
+        pytest.raises(ToolError, match="Could not clone") as raised,
+    ):
+        analyse_repository(f"{base}/missing.git", workdir=tmp_path / "work")
+    # Permanent (the user must fix the URL), and one short line, not git's whole log.
+    assert isinstance(raised.value, PermanentError)
+    assert not isinstance(raised.value, TransientError)
+    assert "\n" not in raised.value.message and len(raised.value.message) < 400
     assert list((tmp_path / "work").iterdir()) == []  # nothing half-cloned is left
 
 
 def test_clone_too_large(tmp_path: Path) -> None:
-    src = samples.write_flask_app(tmp_path / "src")
-    (src / "blob.bin").write_bytes(os.urandom(300_000))
-    url = samples.make_git_remote(src, tmp_path / "big.git")
-    with pytest.raises(ToolError, match="larger than"):
+    def big(dest: Path) -> Path:
+        samples.write_flask_app(dest)
+        (dest / "blob.bin").write_bytes(os.urandom(300_000))
+        return dest
+
+    with (
+        samples.serve_sample(big, tmp_path, "big") as url,
+        pytest.raises(ToolError, match="larger than"),
+    ):
         analyse_repository(url, workdir=tmp_path / "work", max_repo_bytes=100_000)
     assert list((tmp_path / "work").iterdir()) == []
 
@@ -257,7 +282,7 @@ def test_credentials_in_a_url_are_never_repeated(tmp_path: Path) -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     url = f"http://user:s3cr3t@127.0.0.1:{port}/app.git"
-    with pytest.raises(TransientError) as raised:  # connection refused: may work later
+    with pytest.raises(ToolError) as raised:  # permanent: no retries of a failing clone
         analyse_repository(url, workdir=tmp_path / "work", clone_timeout_s=20)
     assert "s3cr3t" not in raised.value.message
     assert "http://***@127.0.0.1" in raised.value.message
@@ -272,7 +297,7 @@ def silent_port() -> Iterator[int]:
 
 def test_clone_timeout(tmp_path: Path, silent_port: int) -> None:
     url = f"http://127.0.0.1:{silent_port}/app.git"
-    with pytest.raises((ToolError, TransientError), match="longer than 1 s"):
+    with pytest.raises(ToolError, match="longer than 1 s"):
         analyse_repository(url, workdir=tmp_path / "work", clone_timeout_s=1)
 
 
@@ -392,7 +417,7 @@ def test_analysis_event_shape(tmp_path: Path) -> None:
         ("https://github.com/acme/My_App.git", True, "my-app"),
         ("git@github.com:acme/shop.git", True, "shop"),
         ("ssh://git@example.com/acme/api", True, "api"),
-        ("file:///srv/git/site.git/", True, "site"),
+        ("file:///srv/git/site.git/", False, "site"),  # a local path by another name
         ("./examples/hello-flask", False, "hello-flask"),
         ("/home/me/123", False, "app-123"),
         ("--upload-pack=touch /tmp/x", False, "x"),  # a path, never an option

@@ -113,7 +113,8 @@ def test_poetry_factory_and_existing_dockerfile(tmp_path: Path) -> None:
     assert "own Dockerfile was left as it is" in files.dockerfile
     copy = index_of(items, "COPY", r"^pyproject\.toml poetry\.lock\* \./$")
     index_of(items, "RUN", r"poetry install --only main --no-root", copy)
-    assert items[-1][1].endswith("'factory:create_app()'")
+    # The Procfile's `web:` command, as written (gunicorn binds $PORT by itself).
+    assert items[-1] == ("CMD", "exec gunicorn 'factory:create_app()' --log-file -")
 
 
 def test_express(tmp_path: Path) -> None:

@@ -158,6 +158,8 @@ class Analysis(_Model):
     next_standalone: bool = False  # next.config sets output: "standalone"
     django_settings: str | None = None  # the settings module, e.g. mysite.settings
     collectstatic: bool = False  # Django with STATIC_ROOT: `collectstatic` at build time
+    # Variables the settings require (`os.environ["X"]`): given a placeholder for collectstatic.
+    build_required_env: list[str] = []
     # Environment the deployment sets on the app (e.g. Django's hosts), and for a buildpack build.
     runtime_env: dict[str, str] = {}
     build_env: dict[str, str] = {}

@@ -10,7 +10,9 @@ from .analysis_model import Server
 _SAFE_TOKEN = re.compile(r"[\w@%+=:,./$-]+")  # `$` kept unquoted so the shell expands $PORT
 
 
-def start_argv(server: Server, target: str, *, port: str, host: str) -> list[str]:
+def start_argv(
+    server: Server, target: str, *, port: str, host: str, factory: bool = False
+) -> list[str]:
     if server == "gunicorn":
         # One worker with threads: Cloud Run scales by instances, and a timeout of 0 lets
         # Cloud Run's own request timeout apply instead of gunicorn's 30 s.
@@ -19,7 +21,27 @@ def start_argv(server: Server, target: str, *, port: str, host: str) -> list[str
             "--timeout", "0", target,
         ]  # fmt: skip
     if server == "uvicorn":
-        return ["uvicorn", target, "--host", host, "--port", port]
+        return [
+            "uvicorn",
+            target,
+            *(["--factory"] if factory else []),
+            "--host",
+            host,
+            "--port",
+            port,
+        ]
+    if server == "streamlit":
+        return [
+            "streamlit", "run", target, "--server.port", port, "--server.address", host,
+            "--server.headless", "true",
+        ]  # fmt: skip
+    if server == "python":
+        # Gradio reads its address from GRADIO_SERVER_NAME and GRADIO_SERVER_PORT.
+        return ["python", target]
+    if server == "spa":
+        return ["nginx", "-g", "daemon off;"]
+    if server == "java":
+        return ["java", "-jar", f"{target}/app.jar"]
     if server == "node":
         return ["node", target]
     if server == "npm":
@@ -35,6 +57,10 @@ def to_shell(argv: list[str]) -> str:
     return " ".join(a if _SAFE_TOKEN.fullmatch(a) else shlex.quote(a) for a in argv)
 
 
-def start_command(server: Server, target: str) -> str:
+def start_command(server: Server, target: str, *, factory: bool = False) -> str:
     """How the app is started in a container, with `$PORT` where the port goes."""
-    return to_shell(start_argv(server, target, port="$PORT", host="0.0.0.0"))
+    if server == "spa":
+        return f"nginx serving {target}/ (unknown paths get index.html)"
+    if server == "buildpack":
+        return "chosen by the buildpack"
+    return to_shell(start_argv(server, target, port="$PORT", host="0.0.0.0", factory=factory))

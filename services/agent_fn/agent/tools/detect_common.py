@@ -15,6 +15,7 @@ from .analysis_model import (
     Framework,
     Language,
     PackageManager,
+    RepoDockerfile,
     Server,
     Tests,
 )
@@ -48,6 +49,17 @@ class Findings:
     tests: Tests = field(default_factory=Tests)
     warnings: list[str] = field(default_factory=list)
     evidence: dict[EvidenceField, list[Evidence]] = field(default_factory=dict)
+    factory: bool = False
+    django_settings: str | None = None
+    collectstatic: bool = False
+    build_required_env: list[str] = field(default_factory=list)
+    runtime_env: dict[str, str] = field(default_factory=dict)
+    build_env: dict[str, str] = field(default_factory=dict)
+    build_tool: str | None = None
+    build_output: str | None = None
+    assets: list[str] = field(default_factory=list)
+    next_standalone: bool = False
+    local_run: str | None = None  # why it cannot run here
 
     def add(self, name: EvidenceField, *items: Evidence) -> None:
         bucket = self.evidence.setdefault(name, [])
@@ -98,7 +110,12 @@ def scan_env_vars(
 
 
 _EXPOSE = re.compile(r"^\s*EXPOSE\s+(\d{2,5})", re.IGNORECASE)
+_FROM = re.compile(r"^\s*FROM\s+(?:--platform=\S+\s+)?(\S+)", re.IGNORECASE)
+_CMD = re.compile(r"^\s*(CMD|ENTRYPOINT)\s+(.+?)\s*$", re.IGNORECASE)
+_PORT_REF = re.compile(r"\$\{?PORT\b")
+_FIXED_PORT = re.compile(r"(?:--port[= ]|--bind[= ]\S*:|-p\s+|:)(\d{2,5})\b")
 _PROC_WEB = re.compile(r"^\s*web\s*:\s*(.+?)\s*$")
+DOCKERFILE_NAMES = ("Dockerfile", "dockerfile", "Containerfile")
 
 
 @dataclass(frozen=True)
@@ -107,22 +124,101 @@ class DeployFiles:
     expose: tuple[int, Evidence] | None
     procfile: str | None
     procfile_web: tuple[str, Evidence] | None
+    repo_dockerfile: RepoDockerfile | None = None
+    dockerfile_evidence: tuple[Evidence, ...] = ()
 
 
 def deploy_files(repo: RepoFiles) -> DeployFiles:
-    dockerfile = repo.first("Dockerfile", "dockerfile", "Containerfile")
+    dockerfile = repo.first(*DOCKERFILE_NAMES)
     expose = None
+    info: RepoDockerfile | None = None
+    evidence: list[Evidence] = []
     if dockerfile:
         hit = first_match(repo, [dockerfile], _EXPOSE)
         if hit:
             expose = (int(hit[2].group(1)), repo.evidence(hit[0], hit[1]))
+        info, evidence = _read_dockerfile(repo, dockerfile, expose)
     procfile = repo.first("Procfile")
     web = None
     if procfile:
         hit = first_match(repo, [procfile], _PROC_WEB)
         if hit:
             web = (hit[2].group(1), repo.evidence(hit[0], hit[1]))
-    return DeployFiles(dockerfile, expose, procfile, web)
+    return DeployFiles(dockerfile, expose, procfile, web, info, tuple(evidence))
+
+
+def _read_dockerfile(
+    repo: RepoFiles, rel: str, expose: tuple[int, Evidence] | None
+) -> tuple[RepoDockerfile, list[Evidence]]:
+    """Its base images, EXPOSE, last CMD/ENTRYPOINT, and whether the port comes from $PORT."""
+    bases = [m.group(1) for _, m in repo.grep(rel, _FROM)]
+    evidence = [file_evidence(rel)]
+    commands = list(repo.grep(rel, _CMD))
+    cmd = None
+    if commands:
+        line, match = commands[-1]
+        cmd = match.group(2)
+        evidence.append(repo.evidence(rel, line))
+    port_refs = list(repo.grep(rel, _PORT_REF))
+    honours: bool | None
+    if port_refs:
+        honours = True
+        evidence.append(repo.evidence(rel, port_refs[0][0]))
+    elif expose is not None or (cmd is not None and _FIXED_PORT.search(cmd)):
+        honours = False  # a port is written down and nothing reads PORT
+    else:
+        honours = None
+    if expose is not None:
+        evidence.append(expose[1])
+    return (
+        RepoDockerfile(
+            path=rel,
+            base_images=bases[:4],
+            expose=expose[0] if expose else None,
+            cmd=cmd,
+            honours_port=honours,
+        ),
+        evidence,
+    )
+
+
+def supported(
+    version: str | None,
+    candidates: list[Version],
+    *,
+    what: str,
+    major_only: bool = False,
+) -> tuple[str | None, str | None]:
+    """`version` moved to the nearest one that has a maintained image, and a note if it moved.
+
+    Below the oldest: the oldest (the app may need changes, said so). Between supported
+    versions (Node's odd releases): the next one up. Above the newest: the newest.
+    """
+    if version is None:
+        return None, None
+    parts = version.split(".")
+    try:
+        wanted = (int(parts[0]), 0 if major_only or len(parts) < 2 else int(parts[1]))
+    except ValueError:
+        return None, f"The {what} version {version!r} is not one I can read; using the default."
+    ordered = sorted(candidates)
+    if wanted in ordered:
+        return version, None
+    if wanted < ordered[0]:
+        pick = ordered[0]
+        note = (
+            f"The app pins {what} {version}, which is too old to have a maintained image; "
+            f"using {_fmt(pick, major_only)}, the oldest supported (the app may need updating)."
+        )
+    elif wanted > ordered[-1]:
+        pick = ordered[-1]
+        note = (
+            f"The app asks for {what} {version}; using {_fmt(pick, major_only)}, the newest I know."
+        )
+    else:
+        pick = next(v for v in ordered if v > wanted)
+        note = f"{what} {version} is not a supported release; using {_fmt(pick, major_only)}."
+    return _fmt(pick, major_only), note
 
 
 def valid_port(text: str) -> int | None:
@@ -143,8 +239,8 @@ def pick_version(
     """The version to run for a constraint like `>=3.10,<3.13`, `^3.11`, `3.11.4` or `18.x`.
 
     A single pinned version is run as given (major.minor, or major for Node). A range gets the
-    default when it allows it (that is what the images are tested with), else the newest
-    candidate it allows. None when the text holds no version at all.
+    default when it allows it (that is what the images are tested with), else the allowed
+    candidate nearest the default. None when the text holds no version at all.
     """
     clauses = [_Clause.parse(m, major_only) for m in _VERSION_CLAUSE.finditer(spec)]
     if not clauses:
@@ -156,7 +252,10 @@ def pick_version(
         return str(only.major)
     if all(c.allows(default) for c in clauses):
         return _fmt(default, major_only)
-    for version in sorted(candidates, reverse=True):
+    # Else the allowed version nearest the default: as well tested as the range lets it be.
+    for version in sorted(
+        candidates, key=lambda v: (abs(v[0] - default[0]), abs(v[1] - default[1]))
+    ):
         if all(c.allows(version) for c in clauses):
             return _fmt(version, major_only)
     return _fmt((only.major, max(only.minor, 0)), major_only)

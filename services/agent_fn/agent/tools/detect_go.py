@@ -33,6 +33,9 @@ _PORT_PATTERNS = (
         r"\b(?:port|addr|Addr|PORT)\s*(?::=|=|:)\s*\"(?:[\w.]*:)?(\d{2,5})\"", re.IGNORECASE
     ),
 )
+# A path in a string literal: "templates/*.html", "./static", http.Dir("public").
+_PATH_LITERAL = re.compile(r'"(?:\./)?([A-Za-z_][\w.-]*)(?:/[^"]*)?"')
+_GO_VERSIONS = [(1, 22), (1, 23), (1, 24), (1, 25)]
 _ENV_PATTERNS = (re.compile(r"os\.(?:Getenv|LookupEnv)\(\s*\"([A-Za-z_][A-Za-z0-9_]*)\"\s*\)"),)
 
 
@@ -49,6 +52,11 @@ def detect_go(repo: RepoFiles) -> Findings:
     if version:
         found.language_version = f"{version[2].group(1)}.{version[2].group(2)}"
         found.add("language_version", repo.evidence("go.mod", version[1]))
+        if (int(version[2].group(1)), int(version[2].group(2))) < _GO_VERSIONS[0]:
+            found.warnings.append(
+                f"go.mod says go {found.language_version}; it is built with Go "
+                f"{_GO_VERSIONS[0][0]}.{_GO_VERSIONS[0][1]} or newer, which builds older modules."
+            )
     sources = [
         f for f in repo.with_suffix(".go", limit=MAX_SCANNED_SOURCES) if not f.endswith("_test.go")
     ]
@@ -57,6 +65,7 @@ def detect_go(repo: RepoFiles) -> Findings:
         _framework(repo, found, sources)
         if found.framework is not None:
             _port(repo, found, sources)
+            _assets(repo, found, sources)
     found.env_vars = scan_env_vars(repo, sources, _ENV_PATTERNS)
     tests = repo.with_suffix("_test.go", limit=8)
     if tests:
@@ -102,3 +111,19 @@ def _framework(repo: RepoFiles, found: Findings, sources: list[str]) -> None:
 
 def _port(repo: RepoFiles, found: Findings, sources: list[str]) -> None:
     scan_port(repo, found, sources, _READS_PORT, _PORT_PATTERNS)
+
+
+def _assets(repo: RepoFiles, found: Findings, sources: list[str]) -> None:
+    """Folders the code names that hold files other than Go: read at run time, so the image
+    needs them beside the binary (embedded ones too; copying them is harmless)."""
+    folders: dict[str, set[str]] = {}
+    for rel in repo.files:
+        if "/" in rel and not rel.endswith(".go"):
+            folders.setdefault(rel.split("/", 1)[0], set()).add(rel)
+    for rel in sources:
+        for line, _ in repo.grep(rel, _PATH_LITERAL):
+            for hit in _PATH_LITERAL.finditer(repo.evidence(rel, line).snippet):
+                name = hit.group(1)
+                if name in folders and name not in found.assets and len(found.assets) < 8:
+                    found.assets.append(name)
+                    found.add("assets", repo.evidence(rel, line))

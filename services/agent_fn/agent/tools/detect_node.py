@@ -15,12 +15,27 @@ from .detect_common import (
     pick_version,
     scan_env_vars,
     scan_port,
+    supported,
 )
 from .repo_files import RepoFiles
 
-NODE_VERSIONS = [(18, 0), (20, 0), (22, 0)]
+# LTS lines with node:<v>-bookworm-slim images.
+NODE_VERSIONS = [(18, 0), (20, 0), (22, 0), (24, 0)]
 DEFAULT_NODE = (20, 0)
-_LTS_NAMES = {"hydrogen": "18", "iron": "20", "jod": "22"}
+_LTS_NAMES = {"hydrogen": "18", "iron": "20", "jod": "22", "krypton": "24"}
+# Single-page app toolchains: the dependency, the framework, where `npm run build` writes.
+_SPA_DEPS: tuple[tuple[str, Framework, str], ...] = (
+    ("@angular/core", "angular", "dist"),
+    ("react-scripts", "create-react-app", "build"),
+    ("vite", "vite", "dist"),
+)
+# Frameworks with a server of their own: a `vite` dependency beside one is not an SPA.
+_SERVER_DEPS = frozenset(
+    {"next", "express", "fastify", "koa", "nuxt", "@sveltejs/kit", "@remix-run/node", "astro",
+     "@nestjs/core", "hono", "@hapi/hapi"}
+)  # fmt: skip
+_OUT_DIR = re.compile(r"""\boutDir\s*:\s*['"]([\w./-]+)['"]""")
+_STANDALONE = re.compile(r"""\boutput\s*:\s*['"]standalone['"]""")
 
 _SOURCES = (".js", ".mjs", ".cjs", ".ts", ".mts", ".cts", ".jsx", ".tsx")
 # package.json dependency -> framework, most specific first.
@@ -79,6 +94,10 @@ def detect_node(repo: RepoFiles) -> Findings:
     assert isinstance(scripts, dict)
     found.build_script = isinstance(scripts.get("build"), str)
     _framework(repo, found, package, sources)
+    if found.framework is None and _spa(repo, found, package, scripts):
+        found.env_vars = scan_env_vars(repo, sources, _ENV_PATTERNS)
+        found.tests = _tests(repo, found, scripts)
+        return found
     _entry_and_server(repo, found, package, scripts)
     if found.framework is not None:
         _port(repo, found, sources)
@@ -136,7 +155,7 @@ def _version(repo: RepoFiles, found: Findings, package: dict[str, Any]) -> None:
     if isinstance(spec, str):
         version = pick_version(spec, NODE_VERSIONS, DEFAULT_NODE, major_only=True)
         if version:
-            found.language_version = version
+            found.language_version = _supported(found, version, "package.json engines.node")
             found.add("language_version", _json_line(repo, "node"))
             return
     for rel in (".nvmrc", ".node-version"):
@@ -149,9 +168,84 @@ def _version(repo: RepoFiles, found: Findings, package: dict[str, Any]) -> None:
         if version is None and first.startswith("lts/"):
             version = str(DEFAULT_NODE[0])
         if version:
-            found.language_version = version
+            found.language_version = _supported(found, version, rel)
             found.add("language_version", repo.evidence(rel, 1))
             return
+
+
+def _supported(found: Findings, version: str, where: str) -> str | None:
+    picked, note = supported(version, NODE_VERSIONS, what="Node", major_only=True)
+    if note:
+        found.warnings.append(f"{note} (from {where})")
+    return picked
+
+
+def _spa(
+    repo: RepoFiles, found: Findings, package: dict[str, Any], scripts: dict[str, Any]
+) -> bool:
+    """A Vite, Create React App or Angular app: built to files, served with an SPA fallback."""
+    deps: dict[str, Any] = {}
+    for section in ("devDependencies", "dependencies"):
+        value = package.get(section)
+        if isinstance(value, dict):
+            deps.update(value)
+    if _SERVER_DEPS & set(deps) or not isinstance(scripts.get("build"), str):
+        return False
+    for dep, framework, out in _SPA_DEPS:
+        if dep not in deps:
+            continue
+        found.framework = framework
+        found.server = "spa"
+        found.build_script = True
+        found.build_tool = found.package_manager
+        found.add("framework", _json_line(repo, dep))
+        found.add("build", _json_line(repo, "build"))
+        found.build_output = _spa_output(repo, found, framework, out, package)
+        found.entry_point = repo.first("index.html", "src/index.html", "public/index.html") or (
+            "package.json"
+        )
+        found.app_target = found.build_output
+        found.add("entry_point", file_evidence(found.entry_point))
+        return True
+    return False
+
+
+def _spa_output(
+    repo: RepoFiles, found: Findings, framework: str, default: str, package: dict[str, Any]
+) -> str:
+    if framework == "vite":
+        config = repo.first(*(f"vite.config.{e}" for e in ("ts", "js", "mjs", "mts", "cjs")))
+        hit = first_match(repo, [config], _OUT_DIR) if config else None
+        if hit:
+            found.add("build", repo.evidence(hit[0], hit[1]))
+            return hit[2].group(1).strip("./") or default
+        return default
+    if framework == "angular":
+        return _angular_output(repo, found, package) or f"dist/{package.get('name', 'app')}"
+    return default
+
+
+def _angular_output(repo: RepoFiles, found: Findings, package: dict[str, Any]) -> str | None:
+    try:
+        config = json.loads(repo.read("angular.json") or "{}")
+    except json.JSONDecodeError:
+        return None
+    projects = config.get("projects") if isinstance(config, dict) else None
+    if not isinstance(projects, dict) or not projects:
+        return None
+    name = config.get("defaultProject") or next(iter(projects))
+    build = (((projects.get(name) or {}).get("architect") or {}).get("build")) or {}
+    options = build.get("options") or {}
+    output = options.get("outputPath")
+    base = output.get("base") if isinstance(output, dict) else output
+    if not isinstance(base, str):
+        base = f"dist/{name}"
+    found.add("build", _json_line(repo, "outputPath", "angular.json"))
+    # The `application` builder (Angular 17+) writes the browser files to <outputPath>/browser.
+    if str(build.get("builder", "")).endswith(":application"):
+        browser = output.get("browser", "browser") if isinstance(output, dict) else "browser"
+        return f"{base.strip('./')}/{browser}".rstrip("/")
+    return base.strip("./")
 
 
 def _framework(
@@ -201,6 +295,11 @@ def _entry_and_server(
         )
         found.add("entry_point", file_evidence(found.entry_point))
         found.build_script = True
+        config = repo.first(*(f"next.config.{e}" for e in ("js", "mjs", "ts", "cjs")))
+        hit = first_match(repo, [config], _STANDALONE) if config else None
+        if hit:
+            found.next_standalone = True
+            found.add("build", repo.evidence(hit[0], hit[1]))
         return
     node_start = _NODE_START.match(start.strip()) if start else None
     if node_start and repo.exists(_clean(node_start.group(1))):

@@ -6,6 +6,7 @@ import re
 import tomllib
 from typing import Any
 
+from . import django_overlay
 from .analysis_model import Evidence, Framework, Server, Tests
 from .detect_common import (
     MAX_SCANNED_SOURCES,
@@ -16,10 +17,12 @@ from .detect_common import (
     pick_version,
     scan_env_vars,
     scan_port,
+    supported,
 )
 from .repo_files import RepoFiles
 
-PYTHON_VERSIONS = [(3, 9), (3, 10), (3, 11), (3, 12), (3, 13)]
+# The versions with maintained python:<v>-slim-bookworm images.
+PYTHON_VERSIONS = [(3, 10), (3, 11), (3, 12), (3, 13), (3, 14)]
 DEFAULT_PYTHON = (3, 12)
 
 # What our start command needs when the project does not depend on it already.
@@ -48,6 +51,16 @@ _PREFERRED_FILES = ("app.py", "main.py", "wsgi.py", "asgi.py", "server.py", "app
 _FLASK_IMPORT = re.compile(r"^\s*(?:from\s+flask\s+import\b|import\s+flask\b)")
 _FLASK_APP = re.compile(r"^(\w+)\s*(?::\s*\w+\s*)?=\s*(?:flask\.)?Flask\(")
 _FLASK_FACTORY = re.compile(r"^def\s+(create_app|make_app)\s*\(")
+_ASGI_FACTORY = re.compile(
+    r"^(?:async\s+)?def\s+(create_app|make_app|get_app|build_app|app_factory)\s*\("
+)
+_STREAMLIT_IMPORT = re.compile(r"^\s*(?:import\s+streamlit\b|from\s+streamlit\b)")
+_GRADIO_IMPORT = re.compile(r"^\s*(?:import\s+gradio\b|from\s+gradio\b)")
+_LAUNCH = re.compile(r"\.launch\(")
+_ALLOWED_HOSTS = re.compile(r"^\s*ALLOWED_HOSTS\s*(?::[^=]+)?=")
+_CSRF_ORIGINS = re.compile(r"^\s*CSRF_TRUSTED_ORIGINS\s*(?::[^=]+)?=")
+_STATIC_ROOT = re.compile(r"^\s*STATIC_ROOT\s*(?::[^=]+)?=")
+_REQUIRED_ENV = re.compile(r"\benviron\[\s*['\"]([A-Za-z_][A-Za-z0-9_]*)['\"]\s*\]")
 _FASTAPI_IMPORT = re.compile(r"^\s*(?:from\s+fastapi\s+import\b|import\s+fastapi\b)")
 _FASTAPI_APP = re.compile(r"^(\w+)\s*(?::\s*\w+\s*)?=\s*(?:fastapi\.)?FastAPI\(")
 _DJANGO_SETTINGS = re.compile(r"DJANGO_SETTINGS_MODULE['\"]?\s*,\s*['\"]([\w.]+)['\"]")
@@ -68,7 +81,18 @@ _ENV_PATTERNS = (
     re.compile(r"\b(?:os\.)?environ\[\s*['\"]([A-Za-z_][A-Za-z0-9_]*)['\"]\s*\]"),
     re.compile(r"\b(?:os\.)?getenv\(\s*['\"]([A-Za-z_][A-Za-z0-9_]*)['\"]"),
 )
-_FRAMEWORK_DEFAULT_PORT: dict[Framework, int] = {"flask": 5000, "fastapi": 8000, "django": 8000}
+_FRAMEWORK_DEFAULT_PORT: dict[Framework, int] = {
+    "flask": 5000,
+    "fastapi": 8000,
+    "django": 8000,
+    "streamlit": 8501,
+    "gradio": 7860,
+}
+# On Cloud Run, the service answers on <name>-<hash>.<region>.run.app.
+DJANGO_CLOUD_ENV = {
+    django_overlay.HOSTS_ENV: ".run.app,localhost,127.0.0.1",
+    django_overlay.ORIGINS_ENV: "https://*.run.app",
+}
 _PROCFILE_TARGET = re.compile(
     r"(?:gunicorn|uvicorn)\b.*?\s['\"]?([\w.]+:[A-Za-z_][\w.]*(?:\([^)]*\))?)['\"]?(?:\s|$)"
 )
@@ -196,6 +220,9 @@ def _version(repo: RepoFiles, found: Findings) -> None:
             continue
         version = pick_version(hit[2].group(1), PYTHON_VERSIONS, DEFAULT_PYTHON)
         if version is not None:
+            version, note = supported(version, PYTHON_VERSIONS, what="Python")
+            if note:
+                found.warnings.append(f"{note} (from {rel}, line {hit[1]})")
             found.language_version = version
             found.add("language_version", repo.evidence(hit[0], hit[1]))
             return
@@ -209,18 +236,22 @@ def _framework(
             found.add("language", deps[dep])
     if _django(repo, found, sources, deps):
         return
-    for framework, import_re, app_re in (
-        ("fastapi", _FASTAPI_IMPORT, _FASTAPI_APP),
-        ("flask", _FLASK_IMPORT, _FLASK_APP),
-    ):
-        apps = all_matches(repo, sources, app_re)
+    found_apps = {
+        name: sorted(all_matches(repo, sources, app_re), key=lambda hit: _file_rank(hit[0]))
+        for name, app_re in (("fastapi", _FASTAPI_APP), ("flask", _FLASK_APP))
+    }
+    if not found_apps["fastapi"] and not found_apps["flask"]:
+        for name, import_re in (("streamlit", _STREAMLIT_IMPORT), ("gradio", _GRADIO_IMPORT)):
+            if _script_app(repo, found, sources, deps, name, import_re):
+                return
+    for framework, import_re in (("fastapi", _FASTAPI_IMPORT), ("flask", _FLASK_IMPORT)):
+        apps = found_apps[framework]
         imports = all_matches(repo, sources, import_re)
         if not apps and not imports and framework not in deps:
             continue
         found.framework = "fastapi" if framework == "fastapi" else "flask"
         if framework in deps:
             found.add("framework", deps[framework])
-        apps.sort(key=lambda hit: _file_rank(hit[0]))
         if apps:
             rel, line, match = apps[0]
             found.add("framework", repo.evidence(rel, line))
@@ -231,6 +262,14 @@ def _framework(
             rel, line, match = hit
             found.entry_point = rel
             found.app_target = f"{_module(rel)}:{match.group(1)}()"
+            found.factory = True
+            found.add("entry_point", repo.evidence(rel, line))
+        elif framework == "fastapi" and (hit := first_match(repo, sources, _ASGI_FACTORY)):
+            # uvicorn calls the factory itself with --factory.
+            rel, line, match = hit
+            found.entry_point = rel
+            found.app_target = f"{_module(rel)}:{match.group(1)}"
+            found.factory = True
             found.add("entry_point", repo.evidence(rel, line))
         else:
             guess = repo.first(*_PREFERRED_FILES) or (imports[0][0] if imports else "app.py")
@@ -243,6 +282,44 @@ def _framework(
         for rel, line, _ in imports[:1]:
             found.add("framework", repo.evidence(rel, line))
         return
+
+
+_SCRIPT_FILES = ("streamlit_app.py", "app.py", "main.py", "Home.py", "Hello.py", "demo.py")
+
+
+def _script_app(
+    repo: RepoFiles,
+    found: Findings,
+    sources: list[str],
+    deps: dict[str, Evidence],
+    name: str,
+    import_re: re.Pattern[str],
+) -> bool:
+    """Streamlit and Gradio: a script that is the app, run by `streamlit run` or `python`."""
+    imports = all_matches(repo, sources, import_re)
+    if not imports:
+        return False
+    files = [hit[0] for hit in imports]
+    if name == "gradio":
+        launching = [rel for rel in files if first_match(repo, [rel], _LAUNCH)]
+        files = launching or files
+
+    def rank(rel: str) -> tuple[int, int, str]:
+        base = rel.rsplit("/", 1)[-1]
+        order = _SCRIPT_FILES.index(base) if base in _SCRIPT_FILES else len(_SCRIPT_FILES)
+        return rel.count("/"), order, rel
+
+    entry = min(files, key=rank)
+    line = next(line for rel, line, _ in imports if rel == entry)
+    found.framework = "streamlit" if name == "streamlit" else "gradio"
+    if name in deps:
+        found.add("framework", deps[name])
+    found.add("framework", repo.evidence(entry, line))
+    found.entry_point = found.app_target = entry
+    found.add("entry_point", repo.evidence(entry, line))
+    if name == "gradio" and (hit := first_match(repo, [entry], _LAUNCH)):
+        found.add("entry_point", repo.evidence(entry, hit[1]))
+    return True
 
 
 def _django(
@@ -275,11 +352,44 @@ def _django(
             found.entry_point = wsgi
             found.app_target = f"{_module(wsgi)}:application"
             found.add("entry_point", file_evidence(wsgi))
-    found.warnings.append(
-        "Django: set ALLOWED_HOSTS (and CSRF_TRUSTED_ORIGINS) to accept the deployed URL, "
-        "and serve static files (e.g. WhiteNoise) for production."
-    )
+    _django_settings(repo, found, settings_hit[2].group(1) if settings_hit else None, wsgi_hit)
     return True
+
+
+def _django_settings(
+    repo: RepoFiles,
+    found: Findings,
+    module: str | None,
+    wsgi_hit: tuple[str, int, re.Match[str]] | None,
+) -> None:
+    """Static files and allowed hosts: what a Django app needs to answer on Cloud Run."""
+    rel = module.replace(".", "/") + ".py" if module else None
+    if rel and not repo.exists(rel) and repo.exists(rel[:-3] + "/__init__.py"):
+        rel = rel[:-3] + "/__init__.py"
+    if rel is None or not repo.exists(rel):
+        rel = wsgi_hit[0] if wsgi_hit and wsgi_hit[0].endswith("settings.py") else None
+        module = _module(rel) if rel else module
+    found.django_settings = module
+    if rel is None:
+        found.warnings.append("Could not find the Django settings file.")
+        return
+    static = first_match(repo, [rel], _STATIC_ROOT)
+    if static:
+        found.collectstatic = True
+        found.add("static_files", repo.evidence(rel, static[1]))
+    else:
+        found.warnings.append(
+            f"Django: {rel} sets no STATIC_ROOT, so `collectstatic` cannot run and static "
+            "files will not be served in production; set it (and use WhiteNoise)."
+        )
+    for pattern in (_ALLOWED_HOSTS, _CSRF_ORIGINS):
+        if hit := first_match(repo, [rel], pattern):
+            found.add("hosts", repo.evidence(rel, hit[1]))
+    # The overlay settings module adds the service's hosts from the environment.
+    found.runtime_env = {"DJANGO_SETTINGS_MODULE": django_overlay.MODULE, **DJANGO_CLOUD_ENV}
+    found.build_required_env = sorted(
+        {m.group(1) for _, m in repo.grep(rel, _REQUIRED_ENV)} - {"PORT"}
+    )
 
 
 def _file_rank(rel: str) -> tuple[int, int, str]:
@@ -303,6 +413,9 @@ def _port(repo: RepoFiles, found: Findings, sources: list[str]) -> None:
 def _server(
     found: Findings, deps: dict[str, Evidence], procfile_web: tuple[str, Evidence] | None
 ) -> None:
+    if found.framework in ("streamlit", "gradio"):
+        found.server = "streamlit" if found.framework == "streamlit" else "python"
+        return
     server: Server = "uvicorn" if found.framework == "fastapi" else "gunicorn"
     if procfile_web:
         # The project's own Procfile knows its app object better than our guess does.
@@ -310,11 +423,29 @@ def _server(
         match = _PROCFILE_TARGET.search(command + " ")
         if match:
             found.app_target = match.group(1)
+            found.factory = found.factory and "--factory" in command
+            found.add("entry_point", evidence)
+        if command.split()[0] == "uvicorn":
+            server = "uvicorn"
+        elif command.split()[0] == "gunicorn":
+            server = "gunicorn"
+        if honours_port(command, reads_port_env=found.reads_port_env):
+            found.start_command = command
             found.add("entry_point", evidence)
     found.server = server
     present = server in deps or (server == "uvicorn" and _has_uvicorn_extra(deps))
     if not present:
         found.extra_packages.append(SERVER_PINS[server])
+
+
+def honours_port(command: str, *, reads_port_env: bool) -> bool:
+    """Whether a Procfile's `web:` command listens on $PORT as it is written."""
+    first = command.split()[0] if command.split() else ""
+    if "$PORT" in command or "${PORT" in command:
+        return True
+    if first == "gunicorn":
+        return "--bind" not in command and "-b " not in command  # gunicorn reads PORT itself
+    return first in ("python", "python3", "node") and reads_port_env
 
 
 def _has_uvicorn_extra(deps: dict[str, Evidence]) -> bool:

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
+from . import django_overlay
 from .analysis_model import Analysis
 from .commands import start_argv, to_shell
 from .detect_python import DEFAULT_PYTHON
+from .errors import ToolError
 
 DEFAULT_PORT = 8080
 UV_IMAGE = "ghcr.io/astral-sh/uv:0.13.9"
 POETRY = "poetry==2.1.1"
 PIPENV = "pipenv==2024.4.0"
 GO_MIN = (1, 23)
+GO_NEWEST = (1, 25)  # newer go.mod lines get this image, which fetches their toolchain
 NGINX_IMAGE = "nginxinc/nginx-unprivileged:1.27-alpine"
 DISTROLESS = "gcr.io/distroless/static-debian12:nonroot"
 
@@ -35,13 +38,24 @@ class GeneratedFiles(BaseModel):
 
 def container_port(analysis: Analysis) -> int:
     """8080 unless the app ignores PORT and hard-codes another port we cannot override."""
-    controls_port = analysis.server in ("gunicorn", "uvicorn", "next", "static")
+    controls_port = analysis.server in (
+        "gunicorn", "uvicorn", "next", "static", "streamlit", "python", "spa", "procfile",
+    )  # fmt: skip
     if controls_port or analysis.reads_port_env or analysis.port is None:
         return DEFAULT_PORT
     return analysis.port
 
 
 def generate_dockerfile(analysis: Analysis) -> GeneratedFiles:
+    if analysis.language not in ("python", "node", "go", "static"):
+        raise ToolError(
+            f"I don't write Dockerfiles for {analysis.language} apps: "
+            + (
+                "they are built with Google Cloud's buildpacks."
+                if analysis.build == "buildpacks"
+                else "this one builds with its own Dockerfile."
+            )
+        )
     port = container_port(analysis)
     if analysis.language == "python":
         base, body = _python(analysis)
@@ -70,9 +84,24 @@ def generate_dockerfile(analysis: Analysis) -> GeneratedFiles:
 
 def _cmd(analysis: Analysis) -> str:
     # Shell form with `exec`, so $PORT is expanded and the server still gets the signals.
-    argv = start_argv(analysis.server, analysis.app_target, port="$PORT", host="0.0.0.0")
+    if analysis.server == "procfile" or (
+        analysis.procfile_web and analysis.start_command == analysis.procfile_web
+    ):
+        command = analysis.start_command
+        # A compound command keeps its shell; a simple one is exec'd so it gets SIGTERM.
+        return f"CMD {command}" if any(c in command for c in "&;|") else f"CMD exec {command}"
+    argv = start_argv(
+        analysis.server,
+        analysis.app_target,
+        port="$PORT",
+        host="0.0.0.0",
+        factory=analysis.factory,
+    )
     if analysis.server == "next":
         argv[0] = "node_modules/.bin/next"
+    if analysis.server == "python":
+        # Gradio takes its address from the environment.
+        return f"CMD exec env GRADIO_SERVER_NAME=0.0.0.0 GRADIO_SERVER_PORT=$PORT {to_shell(argv)}"
     return f"CMD exec {to_shell(argv)}"
 
 
@@ -90,6 +119,7 @@ def _python(analysis: Analysis) -> tuple[str, list[str]]:
     base = f"python:{version}-slim-bookworm"
     extras = " ".join(f"'{p}'" if "[" in p else p for p in analysis.extra_packages)
     install = _python_install(analysis, extras)
+    django = _django(analysis)
     lines = [
         f"FROM {base}",
         "ENV PYTHONDONTWRITEBYTECODE=1 \\",
@@ -103,11 +133,38 @@ def _python(analysis: Analysis) -> tuple[str, list[str]]:
         "# Dependencies first: this layer is reused until they change.",
         *install,
         *([] if "COPY . ." in install else ["", "COPY . ."]),
+        *django,
         "USER app",
         "EXPOSE @PORT@",
         _cmd(analysis),
     ]
     return base, lines
+
+
+def _django(analysis: Analysis) -> list[str]:
+    """The settings overlay (the service's hosts), and static files collected at build time."""
+    if analysis.framework != "django" or not analysis.django_settings:
+        return []
+    quoted = " ".join(
+        "''" if not line else f"'{line}'"
+        for line in django_overlay.overlay_lines(analysis.django_settings)
+    )
+    env = " ".join(f"{k}={v}" for k, v in analysis.runtime_env.items())
+    lines = [
+        "",
+        "# The app's settings plus the hosts it is served on (Cloud Run's *.run.app).",
+        f"RUN printf '%s\\n' {quoted} \\",
+        f"    > {django_overlay.MODULE}.py",
+        f"ENV {env}",
+    ]
+    if analysis.collectstatic:
+        # Settings that insist on a variable get a placeholder, for this step only.
+        placeholders = "".join(f"{name}=collectstatic " for name in analysis.build_required_env)
+        lines += [
+            "# Static files, for WhiteNoise or whatever serves STATIC_ROOT.",
+            f"RUN {placeholders}python manage.py collectstatic --noinput",
+        ]
+    return lines
 
 
 def _python_install(analysis: Analysis, extras: str) -> list[str]:
@@ -165,6 +222,10 @@ def _python_install(analysis: Analysis, extras: str) -> list[str]:
 def _node(analysis: Analysis) -> tuple[str, list[str]]:
     base = f"node:{analysis.language_version or '20'}-bookworm-slim"
     manifests = _copy_manifests("package.json", analysis.lock_file)
+    if analysis.server == "spa":
+        return _spa(analysis, base, manifests)
+    if analysis.server == "next" and analysis.next_standalone:
+        return _next_standalone(analysis, base, manifests)
     if analysis.server != "next" and not analysis.build_script:
         return base, [
             f"FROM {base}",
@@ -205,6 +266,55 @@ def _node(analysis: Analysis) -> tuple[str, list[str]]:
     ]
 
 
+def _spa(analysis: Analysis, base: str, manifests: str) -> tuple[str, list[str]]:
+    """Built with Node, served by nginx: every unknown path gets index.html (client routing)."""
+    out = (analysis.build_output or "dist").strip("/")
+    conf = " ".join(f"'{line}'" for line in _nginx_conf(spa=True))
+    return NGINX_IMAGE, [
+        f"FROM {base} AS build",
+        "WORKDIR /app",
+        "# Dependencies first: this layer is reused until they change.",
+        manifests,
+        f"RUN {_node_install(analysis, production=False)}",
+        "COPY . .",
+        "RUN npm run build",
+        "",
+        f"FROM {NGINX_IMAGE}",
+        "ENV PORT=@PORT@",
+        "USER root",
+        "RUN mkdir -p /etc/nginx/templates \\",
+        f"    && printf '%s\\n' {conf} \\",
+        "    > /etc/nginx/templates/default.conf.template",
+        "USER 101",
+        f"COPY --from=build /app/{out}/ /usr/share/nginx/html/",
+        "EXPOSE @PORT@",
+    ]
+
+
+def _next_standalone(analysis: Analysis, base: str, manifests: str) -> tuple[str, list[str]]:
+    """`output: "standalone"`: the server and only the modules it uses, no node_modules."""
+    return base, [
+        f"FROM {base} AS build",
+        "WORKDIR /app",
+        "ENV NEXT_TELEMETRY_DISABLED=1",
+        manifests,
+        f"RUN {_node_install(analysis, production=False)}",
+        "COPY . .",
+        # public/ is optional: make sure it exists so the COPY below cannot fail.
+        "RUN npm run build && mkdir -p public",
+        "",
+        f"FROM {base}",
+        "WORKDIR /app",
+        "ENV NODE_ENV=production NEXT_TELEMETRY_DISABLED=1 HOSTNAME=0.0.0.0 PORT=@PORT@",
+        "COPY --from=build --chown=node:node /app/.next/standalone ./",
+        "COPY --from=build --chown=node:node /app/.next/static ./.next/static",
+        "COPY --from=build --chown=node:node /app/public ./public",
+        "USER node",
+        "EXPOSE @PORT@",
+        'CMD ["node", "server.js"]',
+    ]
+
+
 def _node_install(analysis: Analysis, *, production: bool) -> str:
     manager = analysis.package_manager
     if manager == "yarn":
@@ -235,12 +345,19 @@ def _go(analysis: Analysis, port: int) -> tuple[str, list[str]]:
         major, _, minor = analysis.language_version.partition(".")
         if major.isdigit() and minor.isdigit():
             version = max(GO_MIN, (int(major), int(minor)))
+    # Newer than the images we know: the newest one, allowed to fetch the toolchain go.mod asks.
+    toolchain = " GOTOOLCHAIN=auto" if version > GO_NEWEST else ""
+    version = min(version, GO_NEWEST)
     builder = f"golang:{version[0]}.{version[1]}-bookworm"
     go_sum = "go.sum" if analysis.lock_file else "go.sum*"
+    assets = [f"COPY --from=build /src/{folder} /app/{folder}" for folder in analysis.assets]
+    if assets:
+        # Read at run time relative to the working directory, as in the repository.
+        assets = ["WORKDIR /app", *assets]
     return DISTROLESS, [
         f"FROM {builder} AS build",
         "WORKDIR /src",
-        "ENV CGO_ENABLED=0",
+        f"ENV CGO_ENABLED=0{toolchain}",
         "",
         "# Modules first: this layer is reused until go.mod or go.sum change.",
         f"COPY go.mod {go_sum} ./",
@@ -252,6 +369,7 @@ def _go(analysis: Analysis, port: int) -> tuple[str, list[str]]:
         # Static binary, no shell, no package manager: little to attack, nothing to patch.
         f"FROM {DISTROLESS}",
         "COPY --from=build /out/server /server",
+        *assets,
         f"ENV PORT={port}",
         "USER nonroot:nonroot",
         f"EXPOSE {port}",
@@ -262,23 +380,25 @@ def _go(analysis: Analysis, port: int) -> tuple[str, list[str]]:
 # ---------------------------------------------------------------- static
 
 
-_NGINX_CONF = (
-    "server {",
-    "    listen ${PORT};",
-    "    server_name _;",
-    "    root /usr/share/nginx/html;",
-    "    index index.html;",
-    "    location / {",
-    "        try_files $uri $uri/ =404;",
-    "    }",
-    "}",
-)
+def _nginx_conf(*, spa: bool) -> tuple[str, ...]:
+    fallback = "/index.html" if spa else "=404"
+    return (
+        "server {",
+        "    listen ${PORT};",
+        "    server_name _;",
+        "    root /usr/share/nginx/html;",
+        "    index index.html;",
+        "    location / {",
+        f"        try_files $uri $uri/ {fallback};",
+        "    }",
+        "}",
+    )
 
 
 def _static(analysis: Analysis) -> tuple[str, list[str]]:
     site = analysis.app_target
     source = "." if site == "." else f"{site}/"
-    conf_lines = " ".join(f"'{line}'" for line in _NGINX_CONF)
+    conf_lines = " ".join(f"'{line}'" for line in _nginx_conf(spa=False))
     return NGINX_IMAGE, [
         f"FROM {NGINX_IMAGE}",
         "ENV PORT=@PORT@",

@@ -53,7 +53,7 @@ _SNIPPET_CHARS = 120
 
 @dataclass(frozen=True)
 class Limits:
-    max_depth: int = 6
+    max_depth: int = 10  # Java keeps its code six folders down
     max_files: int = 5000
     max_file_bytes: int = 512_000
     max_total_read_bytes: int = 16_000_000

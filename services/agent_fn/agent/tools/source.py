@@ -13,37 +13,21 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploychat.errors import TransientError
-
+from .child_env import minimal_env
 from .errors import ToolError
 
 # scp-like `git@host:owner/repo.git` or a URL with a scheme git can clone from.
 _SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:(?!//)\S+$")
-_URL = re.compile(r"^(https?|ssh|git|file)://\S+$", re.IGNORECASE)
+# Not file://: a "URL" that reads this machine's disk is a local path by another name, and
+# local paths have rules of their own (resolve_local).
+_URL = re.compile(r"^(https?|ssh|git)://\S+$", re.IGNORECASE)
 _NAME_CHARS = re.compile(r"[^a-z0-9-]+")
 _CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
 # `github.com/owner/repo` typed without a scheme.
 _BARE_HOSTED = re.compile(r"^(?:github\.com|gitlab\.com|bitbucket\.org)/[\w.-]+/[\w.-]+/?$")
 
 # Only these transports: `ext::` and friends would run a command named in the URL.
-_ALLOWED_PROTOCOLS = "file:git:http:https:ssh"
-
-# stderr of `git clone` that means the network, not the repository, is the problem.
-_TRANSIENT_GIT = (
-    "could not resolve host",
-    "connection timed out",
-    "connection refused",
-    "failed to connect",
-    "couldn't connect to server",
-    "operation timed out",
-    "connection reset",
-    "early eof",
-    "rpc failed",
-    "the remote end hung up unexpectedly",
-    "returned error: 5",
-    "returned error: 429",
-    "temporary failure",
-)
+_ALLOWED_PROTOCOLS = "git:http:https:ssh"
 
 
 @dataclass(frozen=True)
@@ -74,32 +58,79 @@ def app_name(source: str) -> str:
 
 
 def resolve_source(
-    source: str, *, workdir: Path, clone_timeout_s: float, max_repo_bytes: int
+    source: str,
+    *,
+    workdir: Path,
+    clone_timeout_s: float,
+    max_repo_bytes: int,
+    local_root: Path | None = None,
 ) -> ResolvedSource:
+    """A clone of a git URL under `workdir`, or a local folder inside `local_root`.
+
+    `local_root` None: local folders are turned off, and only git URLs are accepted.
+    """
     source = source.strip()
     if not source:
         raise ToolError("No repository given: name a git URL or a local directory.")
+    if source.lower().startswith("file:"):
+        raise ToolError(
+            f"{source} is not a git URL I can clone: give me an https://, ssh:// or git@ URL."
+        )
     if is_git_url(source):
         return _clone(source, workdir, clone_timeout_s, max_repo_bytes)
-    path = Path(source).expanduser()
-    if _BARE_HOSTED.match(source) and not path.exists():
+    if _BARE_HOSTED.match(source) and (local_root is None or not (local_root / source).exists()):
         return _clone(f"https://{source}", workdir, clone_timeout_s, max_repo_bytes)
-    if not path.is_absolute():
-        path = Path.cwd() / path
+    if local_root is None:
+        raise ToolError(
+            f"{source} is not a git URL, and local folders are turned off here: give me a git "
+            "URL (https://…, ssh://… or git@…)."
+        )
+    path = resolve_local(source, local_root)
+    return ResolvedSource(path=path, name=app_name(str(path)), commit=None, cloned=False)
+
+
+def resolve_local(source: str, root: Path) -> Path:
+    """`source` as a folder inside `root`; `..`, `~` and symlinks that lead out are refused."""
+    root = root.resolve()
+    raw = Path(source)
+    if source.startswith("~"):
+        raise ToolError(f"{source} is outside the workspace: I only read folders inside {root}.")
+    # realpath follows every symlink, so a link inside the workspace that points out of it
+    # is caught here like a `../`.
+    path = Path(os.path.realpath(raw if raw.is_absolute() else root / raw))
+    if not path.is_relative_to(root):
+        raise ToolError(f"{source} is outside the workspace: I only read folders inside {root}.")
     if not path.exists():
         raise ToolError(f"There is no directory {source!r} on this machine.")
     if not path.is_dir():
         raise ToolError(f"{source!r} is a file, not a directory: name the app's directory.")
-    path = path.resolve()
-    return ResolvedSource(path=path, name=app_name(str(path)), commit=None, cloned=False)
+    return path
+
+
+def subfolder_of(root: Path, subfolder: str | None) -> tuple[Path, str | None]:
+    """The app's folder inside a source, and the subfolder normalised (posix, no `./`)."""
+    if subfolder is None or subfolder.strip().strip("/") in ("", "."):
+        return root, None
+    text = subfolder.strip().replace("\\", "/").strip("/").removeprefix("./")
+    parts = [p for p in text.split("/") if p not in ("", ".")]
+    if not parts or ".." in parts or text.startswith("~"):
+        raise ToolError(f"The subfolder {subfolder!r} must be a folder inside the repository.")
+    path = Path(os.path.realpath(root.joinpath(*parts)))
+    if not path.is_relative_to(root.resolve()):
+        raise ToolError(f"The subfolder {subfolder!r} leads outside the repository.")
+    if not path.is_dir():
+        raise ToolError(f"There is no folder {'/'.join(parts)!r} in {root.name}.")
+    return path, "/".join(parts)
 
 
 def _clone(url: str, workdir: Path, timeout_s: float, max_bytes: int) -> ResolvedSource:
     name = app_name(url)
     workdir.mkdir(parents=True, exist_ok=True)
     dest = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=workdir)) / "repo"
-    env = {
-        **os.environ,
+    # No secret of the agent's reaches git, its helpers or a credential manager.
+    env = minimal_env()
+    env.pop("GIT_ASKPASS", None)
+    env |= {
         "GIT_TERMINAL_PROMPT": "0",  # never wait for a password nobody will type
         "GCM_INTERACTIVE": "never",
         "GIT_ASKPASS": "true",
@@ -107,6 +138,7 @@ def _clone(url: str, workdir: Path, timeout_s: float, max_bytes: int) -> Resolve
         "GIT_SSH_COMMAND": "ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new",
         "GIT_ALLOW_PROTOCOL": _ALLOWED_PROTOCOLS,
         "GIT_LFS_SKIP_SMUDGE": "1",  # LFS objects are data, not what the analysis needs
+        "GIT_CONFIG_NOSYSTEM": "1",
     }
     argv = [
         "git",
@@ -141,13 +173,28 @@ def _clone(url: str, workdir: Path, timeout_s: float, max_bytes: int) -> Resolve
         shutil.rmtree(dest.parent, ignore_errors=True)
         raise failure
     if proc.returncode != 0:
-        detail = log_path.read_text(errors="replace").strip()[-600:]
+        detail = _git_reason(log_path.read_text(errors="replace"))
         shutil.rmtree(dest.parent, ignore_errors=True)
-        message = redact(f"Could not clone {url}: {detail or f'git exited with {proc.returncode}'}")
-        if any(marker in detail.lower() for marker in _TRANSIENT_GIT):
-            raise TransientError(message)
-        raise ToolError(message)
+        # Permanent, even when the network is to blame: the user can check the URL or try
+        # again in a moment, and a retried turn would only repeat the same failure slowly.
+        raise ToolError(
+            redact(
+                f"Could not clone {url}: {detail or f'git exited with {proc.returncode}'}. "
+                "Check the URL, and that the repository is public (or reachable from here)."
+            )
+        )
     return ResolvedSource(path=dest, name=name, commit=_head(dest), cloned=True)
+
+
+def _git_reason(log: str) -> str:
+    """git's own last word, one line: `fatal: repository '…' not found` -> that, shortened."""
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    fatal = [line for line in lines if line.lower().startswith(("fatal:", "error:"))]
+    reason = (fatal or lines or [""])[-1]
+    for prefix in ("fatal: ", "error: "):
+        reason = reason.removeprefix(prefix)
+    reason = reason.rstrip(".")
+    return reason if len(reason) <= 200 else reason[:199] + "…"
 
 
 def _watch_clone(
@@ -212,6 +259,7 @@ def _head(repo: Path) -> str | None:
     try:
         out = subprocess.run(
             ["git", "-C", str(repo), "rev-parse", "HEAD"],
+            env=minimal_env({"GIT_CONFIG_NOSYSTEM": "1"}),
             capture_output=True,
             text=True,
             timeout=10,

@@ -1,5 +1,8 @@
 """deploy_local for real: a virtual environment, an install (uv's cache, or PyPI), a server that
-answers HTTP; and the ways it must fail or stop cleanly."""
+answers HTTP; and the ways it must fail or stop cleanly.
+
+An integration test, not a unit test: it installs packages (from uv's cache when it has them,
+else from PyPI, and npm's registry for the Express example)."""
 
 from __future__ import annotations
 
@@ -113,8 +116,13 @@ def test_flask_app_runs_and_answers(
     assert recorder.stages == ["preparing", "installing", "starting", "health-check", "done"]
     assert recorder.seen[-1].percent == 100
     assert result.log_path is not None and "Booting worker" in Path(result.log_path).read_text()
-    # Its own venv, under the state dir; and none of the agent's environment.
-    assert (tmp_path / "state" / "hello" / "venv" / "bin" / "gunicorn").exists()
+    # Its own venv, under the state dir, on the Python the app asks for (.python-version says
+    # 3.11, which pyenv has here); and none of the agent's environment.
+    venv = tmp_path / "state" / "hello" / "runs" / str(result.deployment_id) / "venv"
+    assert (venv / "bin" / "gunicorn").exists()
+    assert "version_info = 3.11" in (venv / "pyvenv.cfg").read_text().replace(
+        "version = ", "version_info = "
+    )
     assert result.pid is not None
     environ = psutil.Process(result.pid).environ()
     assert environ["PORT"] == str(result.port) and environ["GREETING"] == "Hi"
@@ -149,7 +157,8 @@ def test_state_dir_inside_the_source_is_not_copied(
     result = deploy(source, source / ".state", Recorder())
     deployed.append(result)
     assert get(result.url)[0] == 200
-    assert not (source / ".state" / "site" / "app" / ".state").exists()
+    run = source / ".state" / "site" / "runs" / str(result.deployment_id)
+    assert (run / "app" / "index.html").exists() and not (run / "app" / ".state").exists()
 
 
 @pytest.fixture
@@ -205,6 +214,69 @@ def test_express_example(tmp_path: Path, deployed: list[DeployResult]) -> None:
     assert get(result.url) == (200, "Hello from Express!\n")
     recorder.assert_monotonic()
     assert not (EXAMPLES / "hello-express" / "node_modules").exists()  # ran from a copy
+
+
+def test_a_redeploy_that_fails_or_is_cancelled_leaves_the_old_one_running(
+    tmp_path: Path, deployed: list[DeployResult]
+) -> None:
+    source = samples.write_static_site(tmp_path / "site")
+    first = deploy(source, tmp_path / "state", Recorder())
+    deployed.append(first)
+    assert first.pid is not None
+
+    # Cancelled once the new run is starting: the old one never stopped.
+    starting = Recorder(cancel_when=lambda p: p.stage == "starting")
+    with pytest.raises(Cancelled):
+        deploy(source, tmp_path / "state", starting)
+    assert _running(first.pid) and get(first.url)[0] == 200
+
+    # A new version that answers 404 fails its health check: the old one still serves.
+    (source / "index.html").rename(source / "other.html")
+    with pytest.raises(ToolError, match="HTTP 404"):
+        deploy(source, tmp_path / "state", Recorder())
+    assert _running(first.pid) and get(first.url)[0] == 200
+    assert len(list((tmp_path / "state" / "site" / "runs").iterdir())) == 1
+
+    # A good one takes over, then the old one stops.
+    (source / "other.html").rename(source / "index.html")
+    second = deploy(source, tmp_path / "state", Recorder())
+    deployed.append(second)
+    assert get(second.url)[0] == 200 and not _running(first.pid)
+
+
+def test_a_4xx_answer_fails_with_the_status_and_the_log(tmp_path: Path) -> None:
+    source = samples.write_flask_app(tmp_path / "hello")
+    app = (source / "app.py").read_text().replace('@app.get("/")', '@app.get("/home")')
+    (source / "app.py").write_text(app)
+    with pytest.raises(ToolError) as raised:
+        deploy(source, tmp_path / "state", Recorder(), health_timeout_s=60)
+    message = raised.value.message
+    assert "HTTP 404" in message and "not a success" in message
+    assert "Last lines of app.log" in message and "Booting worker" in message
+    assert processes_under(tmp_path) == []
+
+
+def test_django_collects_static_files_and_answers_on_its_hosts(
+    tmp_path: Path, deployed: list[DeployResult]
+) -> None:
+    source = samples.write_django_whitenoise_app(tmp_path / "dj")
+    recorder = Recorder()
+    result = deploy(source, tmp_path / "state", recorder, health_timeout_s=90)
+    deployed.append(result)
+    # ALLOWED_HOSTS is [] in its settings: the overlay adds 127.0.0.1; WhiteNoise's manifest
+    # exists because collectstatic ran.
+    status, body = get(result.url)
+    assert status == 200 and "hello django" in body
+    assert get(result.url + "/static/site.css")[0] == 200
+    assert any("collecting static files" in p.message for p in recorder.seen)
+
+
+@pytest.mark.skipif(shutil.which("mvn") is None, reason="needs Java and Maven")
+def test_plain_java_app_built_with_maven(tmp_path: Path, deployed: list[DeployResult]) -> None:
+    source = samples.write_java_http_app(tmp_path / "jv")
+    result = deploy(source, tmp_path / "state", Recorder(), health_timeout_s=60)
+    deployed.append(result)
+    assert get(result.url) == (200, "Hello from Java!")
 
 
 def _running(pid: int) -> bool:
