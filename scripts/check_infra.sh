@@ -47,6 +47,6 @@ export BC_SKIP_MAPPING=TRUE LOG_LEVEL=ERROR
 echo "check_infra: checkov (terraform) over infra" >&2
 "$TOOLS/bin/checkov" --directory infra --framework terraform \
     --quiet --compact --skip-download --download-external-modules false
-echo "check_infra: checkov (dockerfile) over services/ws_edge/Dockerfile" >&2
-"$TOOLS/bin/checkov" --file services/ws_edge/Dockerfile --framework dockerfile \
+echo "check_infra: checkov (dockerfile) over services/ws_edge/Dockerfile and ci/Dockerfile" >&2
+"$TOOLS/bin/checkov" --file services/ws_edge/Dockerfile --file ci/Dockerfile --framework dockerfile \
     --quiet --compact --skip-download

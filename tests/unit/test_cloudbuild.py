@@ -308,3 +308,20 @@ def test_the_lint_step_installs_both_lock_files_on_3_12() -> None:
     build = step_text(step("ci-image"))
     assert "--file=ci/Dockerfile" in build and f"--tag={CI_IMAGE}" in build
     assert "3.11" not in (ROOT / "cloudbuild.yaml").read_text()
+
+
+def test_the_edge_image_vendors_the_page_libraries_and_runs_3_12() -> None:
+    dockerfile = (ROOT / "services" / "ws_edge" / "Dockerfile").read_text()
+    stage = dockerfile[dockerfile.index("AS vendor") : dockerfile.index("AS deps")]
+    assert re.search(r"FROM node:20\.[\d.]+-bookworm-slim AS vendor", dockerfile)
+    assert "npm ci --omit=dev" in stage
+    assert "node scripts/vendor_static.mjs --out /src/vendor" in stage
+    assert "COPY --from=vendor /src/vendor/ /app/services/ws_edge/edge/static/vendor/" in dockerfile
+    assert re.search(r"(?m)^FROM python:3\.12\.", dockerfile)
+    ignore = (ROOT / ".dockerignore").read_text().splitlines()
+    for needed in ("!package.json", "!package-lock.json", "!scripts/vendor_static.mjs"):
+        assert needed in ignore, needed
+    assert "services/ws_edge/edge/static/vendor" in ignore  # made in the image, never copied
+    assert (ROOT / "scripts" / "vendor_static.mjs").is_file()
+    # The functions run the same Python.
+    assert '"python312"' in (ROOT / "infra/modules/agent_function/variables.tf").read_text()
