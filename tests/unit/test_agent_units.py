@@ -12,7 +12,7 @@ from deploychat.errors import PermanentError, TransientError
 @pytest.mark.parametrize(
     ("status", "kind", "code"),
     [
-        (429, TransientError, "model_unavailable"),
+        (429, TransientError, "rate_limited"),
         (503, TransientError, "model_unavailable"),
         (403, PermanentError, "model_unavailable"),
         (400, PermanentError, "agent_failed"),

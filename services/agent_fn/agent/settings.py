@@ -35,14 +35,54 @@ class AgentSettings(CommonSettings):
         description="Override of the Gemini API endpoint (tests point it at a local fake).",
     )
     model: str = Field(default="gemini-2.5-flash", description="Gemini model name.")
-    model_timeout_s: float = Field(default=120.0, description="Timeout of one model request.")
+    model_timeout_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="How long a model request may wait for its first streamed piece (and for "
+        "any one read).",
+    )
+    model_stall_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="A model stream silent this long after its first piece is cut and tried "
+        "again.",
+    )
     model_retry_attempts: int = Field(
-        default=3,
+        default=4,
         ge=1,
-        description="Attempts per model request (HttpRetryOptions), first included.",
+        description="Attempts per model step, first included: 429, 5xx, cut and stalled "
+        "streams are retried within the turn, the user seeing that it is retrying.",
     )
     model_retry_initial_delay_s: float = Field(default=1.0, description="First retry delay.")
     model_retry_max_delay_s: float = Field(default=8.0, description="Longest retry delay.")
+    model_retry_after_max_s: float = Field(
+        default=20.0,
+        ge=0,
+        description="Longest server-asked delay (RetryInfo) a turn waits for; a longer one "
+        "ends the turn with rate_limited.",
+    )
+    max_output_tokens: int = Field(
+        default=16384,
+        ge=1,
+        description="Output token limit of one model step (thinking included); an answer cut "
+        "there says so.",
+    )
+    turn_deadline_s: float = Field(
+        default=300.0,
+        gt=0,
+        # The function may run 540 s and Pub/Sub waits 600 s for its ack: a minute stays for
+        # the last writes.
+        le=480.0,
+        description="Deadline of a whole turn's model work, from its first attempt: past it the "
+        "turn ends with model_unavailable, keeping the text so far. At most 480 (the function "
+        "timeout is 540 s).",
+    )
+    history_token_budget: int = Field(
+        default=8000,
+        ge=0,
+        description="Tokens (about 4 characters each) of earlier conversation and session "
+        "summary sent to the model.",
+    )
     history_events: int = Field(
         default=40, ge=0, description="How many earlier final messages are sent to the model."
     )
@@ -63,7 +103,10 @@ class AgentSettings(CommonSettings):
         description="How long a running turn holds its session before another turn may take over.",
     )
     max_tool_rounds: int = Field(
-        default=6, ge=1, description="Model steps (each may call tools) in one turn at most."
+        default=6,
+        ge=1,
+        description="Model steps that may call tools in one turn; past them the model is asked, "
+        "with tools off, to sum up.",
     )
     local_sources: bool = Field(
         default=False,
