@@ -16,7 +16,7 @@ variable "edge_image" {
 
 variable "function_source_zip" {
   type        = string
-  description = "Staged function source archive (set by Cloud Build; by hand: make stage-function-zip)."
+  description = "Staged function source archive (set by Cloud Build; by hand: scripts/stage_function.py --out build/function --zip build/function.zip)."
 }
 
 variable "firestore_database" {

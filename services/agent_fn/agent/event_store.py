@@ -9,11 +9,22 @@ Turns of one session never interleave: a turn holds the session (`active_turn`) 
 its last append. Another turn that arrives meanwhile is refused with a transient error, so Pub/Sub
 delivers it again later. A redelivery of the same turn takes the session over with a new lease;
 the older attempt, if it is still running somewhere, fails its next append and stops writing.
+
+With a heartbeat, an attempt also says it is alive (`active_turn.alive_until`, renewed every
+`heartbeat_s` from a thread of its own, whatever the turn is waiting on). A copy of the turn that
+arrives while the attempt is alive (Pub/Sub's redelivery past the ack deadline, a duplicate
+publish) is not an attempt and counts as none: it waits, a few beats at most, for the attempt to
+finish (then it is a duplicate, acknowledged) or to stop beating (its process died: the copy
+takes over); if the attempt is still alive after that, the copy is refused with `SessionBusy`.
+Waiting rather than refusing at once matters: each refusal spends one of Pub/Sub's delivery
+attempts, and a redelivery after a crash would otherwise run out of them before the dead
+attempt's beats ran out. The sweeper (sweeper.py) finds the turn even if no copy ever comes.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -46,7 +57,25 @@ Prepare = Callable[[firestore.Transaction, dict[str, Any], dict[str, Any]], Prep
 
 
 class SessionBusy(TransientError):
-    """Another turn of the session is running; this one must wait for its turn."""
+    """Another turn of the session (or another live attempt at this one) is running."""
+
+
+class RunningElsewhere(SessionBusy):
+    """A live attempt at this very turn is running (this one is a copy)."""
+
+
+# An attempt that missed this many heartbeats in a row is taken for dead.
+MISSED_BEATS = 3
+
+
+def attempt_alive(active: dict[str, Any], now: float) -> bool:
+    """Whether the session's active turn has an attempt that is known to be alive."""
+    alive_until = active.get("alive_until")
+    return (
+        isinstance(alive_until, int | float)
+        and alive_until > now
+        and active.get("expires_at", 0) > now
+    )
 
 
 class LeaseLost(Exception):
@@ -80,6 +109,7 @@ class TurnLog:
         lease_s: float,
         ttl_s: float,
         clock: Callable[[], float] = time.time,
+        heartbeat_s: float | None = None,
     ) -> None:
         self._db = db
         self.session_id = session_id
@@ -90,6 +120,9 @@ class TurnLog:
         self._session = session_ref(db, session_id)
         self._turn = turn_ref(db, session_id, turn_id)
         self._lease: str | None = None
+        self._heartbeat_s = heartbeat_s
+        self._beating = threading.Event()  # set: the heartbeat must stop
+        self._renewed = 0.0  # monotonic time of the last write that renewed `alive_until`
 
     # ------------------------------------------------------------------ begin
 
@@ -101,10 +134,77 @@ class TurnLog:
         one commit before the model is asked, not two.
         """
         lease = uuid.uuid4().hex
-        progress: TurnProgress | None = _run(self._db, self._begin, lease, opening)
+        # A copy of a live attempt waits this long for it to finish or to die (see above).
+        wait_s = (MISSED_BEATS + 1) * self._heartbeat_s if self._heartbeat_s else 0.0
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                progress: TurnProgress | None = _run(self._db, self._begin, lease, opening)
+                break
+            except RunningElsewhere:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self._heartbeat_s:
+                    raise
+                time.sleep(min(self._heartbeat_s, remaining))
         if progress is not None:
             self._lease = lease
+            self._renewed = time.monotonic()
+            if self._heartbeat_s:
+                threading.Thread(
+                    target=self._beat, daemon=True, name=f"heartbeat-{self.turn_id}"
+                ).start()
         return progress
+
+    def end(self) -> None:
+        """This attempt stops (finished, fenced out, or failing for a retry): stop beating.
+
+        An unfinished turn is marked not alive at once, so that Pub/Sub's retry of it takes
+        over without waiting for the missed beats.
+        """
+        self._beating.set()
+        lease, self._lease = self._lease, None
+        if lease is None or not self._heartbeat_s:
+            return
+        try:
+            snap = self._session.get()
+            active = _data(snap).get("active_turn") or {}
+            if active.get("lease") == lease:
+                self._session.update(
+                    {"active_turn.alive_until": self._clock()},
+                    option=self._db.write_option(last_update_time=snap.update_time),
+                )
+        except Exception as exc:  # a missed release only costs the wait for the missed beats
+            log.info("turn %s: could not release its lease: %s", self.turn_id, exc)
+
+    def _alive_until(self, now: float) -> dict[str, float]:
+        if not self._heartbeat_s:
+            return {}
+        return {"alive_until": now + MISSED_BEATS * self._heartbeat_s}
+
+    def _beat(self) -> None:
+        """Renew `alive_until` while this attempt runs, unless an append just did."""
+        assert self._heartbeat_s
+        while not self._beating.wait(self._heartbeat_s / 2):
+            lease = self._lease
+            if lease is None:
+                return
+            if time.monotonic() - self._renewed < self._heartbeat_s:
+                continue
+            try:
+                snap = self._session.get()
+                active = _data(snap).get("active_turn") or {}
+                if active.get("lease") != lease:
+                    return  # finished, or fenced out by a newer attempt
+                # Only if nothing changed the session since it was read (an append renews too).
+                self._session.update(
+                    {"active_turn.alive_until": self._alive_until(self._clock())["alive_until"]},
+                    option=self._db.write_option(last_update_time=snap.update_time),
+                )
+                self._renewed = time.monotonic()
+            except gexc.FailedPrecondition:
+                continue  # the session changed meanwhile; the next beat tries again
+            except Exception as exc:
+                log.warning("turn %s: heartbeat failed: %s", self.turn_id, exc)
 
     def _begin(
         self, txn: firestore.Transaction, lease: str, opening: Opening | None
@@ -116,6 +216,9 @@ class TurnLog:
         active = session.get("active_turn") or {}
         other = active.get("turn_id")
         abandoned: dict[str, Any] | None = None
+        if other == self.turn_id and attempt_alive(active, now):
+            # A copy of a turn whose attempt is alive: not an attempt of its own.
+            raise RunningElsewhere(f"turn {other} of session {self.session_id} runs elsewhere")
         if other and other != self.turn_id:
             if active.get("expires_at", 0) > now:
                 raise SessionBusy(f"session {self.session_id} is busy with turn {other}")
@@ -174,6 +277,7 @@ class TurnLog:
                     "turn_id": self.turn_id,
                     "lease": lease,
                     "expires_at": now + self._lease_s,
+                    **self._alive_until(now),
                 },
                 "updated_at": now,
                 "expire_at": _expiry(now, self._ttl_s),
@@ -212,6 +316,9 @@ class TurnLog:
             session_update or {},
             prepare,
         )
+        self._renewed = time.monotonic()
+        if finish:
+            self._beating.set()
         return result
 
     def _append(
@@ -249,6 +356,7 @@ class TurnLog:
                 "turn_id": self.turn_id,
                 "lease": lease,
                 "expires_at": now + self._lease_s,
+                **self._alive_until(now),
             }
         txn.update(self._session, session_update)
         if turn_update:
