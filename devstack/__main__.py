@@ -141,6 +141,7 @@ def main() -> int:
         help="where the emulators' data is kept across restarts",
     )
     parser.add_argument("--no-persist", action="store_true", help="start empty, keep nothing")
+    parser.add_argument("--log-dir", type=Path, default=ROOT / ".devstack" / "logs")
     parser.add_argument("--quiet", action="store_true", help="do not echo the services' logs")
     args = parser.parse_args()
     data_dir: Path | None = None if args.no_persist else args.data_dir.resolve()
@@ -151,6 +152,7 @@ def main() -> int:
             echo=not args.quiet,
             auth_port=args.auth_port,
             data_dir=data_dir,
+            log_dir=args.log_dir.resolve(),
         )
     )
     stop = threading.Event()
