@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
 
+import pytest
 from google.cloud import firestore
 
-from devstack.stack import Stack
+from devstack.stack import ROOT, Stack
+from tests.support import sample_repos as samples
 from tests.support.fake_gemini import FakeGemini, Reply, Script
 from tests.support.ws import Frame, RawClient, assert_contiguous, events, reply_text
+
+
+@pytest.fixture
+def flask_copy(uid: str) -> Iterator[str]:
+    """A copy of the Flask example inside the agent's workspace (the repository, in the test
+    stack), which "write a Dockerfile" may write into; its path as the user types it."""
+    folder = ROOT / ".devstack" / "test-apps" / uid / "hello-flask"
+    shutil.copytree(ROOT / "examples" / "hello-flask", folder)
+    yield f"./{folder.relative_to(ROOT).as_posix()}"
+    shutil.rmtree(folder.parent, ignore_errors=True)
 
 
 def progress_of(frames: list[Frame], deployment_id: str) -> list[int]:
@@ -21,11 +36,11 @@ def progress_of(frames: list[Frame], deployment_id: str) -> list[int]:
 
 
 def test_offline_journey_analyse_dockerfile_deploy_locally(
-    offline: Stack, uid: str, cleanup_deployments: None
+    offline: Stack, uid: str, cleanup_deployments: None, flask_copy: str
 ) -> None:
     with RawClient(offline.ws_url) as client:
         session = client.init()["session_id"]
-        client.send({"type": "chat", "id": f"a-{uid}", "content": "analyse ./examples/hello-flask"})
+        client.send({"type": "chat", "id": f"a-{uid}", "content": f"analyse {flask_copy}"})
         frames = client.turn(f"a-{uid}")
         analysis = [f for f in events(frames) if f["type"] == "analysis"]
         assert len(analysis) == 1
@@ -41,10 +56,15 @@ def test_offline_journey_analyse_dockerfile_deploy_locally(
         frames = client.turn(f"d-{uid}")
         text = reply_text(frames, f"d-{uid}")[1]["content"]
         assert "```dockerfile" in text and "USER" in text and "$PORT" in text
+        # Written into the local folder, and the analysis card now shows it.
+        written = ROOT / flask_copy / "Dockerfile"
+        assert written.is_file() and "USER" in written.read_text()
+        cards = [f for f in events(frames) if f["type"] == "analysis"]
+        assert len(cards) == 1 and cards[0]["data"]["dockerfile"] == "Dockerfile"
+        assert cards[0]["data"]["build"] == "repository_dockerfile"
+        assert cards[0]["data"]["generated_dockerfile"]["written_to"] == "Dockerfile"
 
-        client.send(
-            {"type": "chat", "id": f"p-{uid}", "content": "deploy ./examples/hello-flask locally"}
-        )
+        client.send({"type": "chat", "id": f"p-{uid}", "content": f"deploy {flask_copy} locally"})
         frames = client.turn(f"p-{uid}")
         asks = [f for f in events(frames) if f["type"] == "deployment_update"]
         assert [a["stage"] for a in asks] == ["awaiting_confirmation"]
@@ -150,25 +170,59 @@ def test_the_same_confirming_turn_delivered_twice_deploys_once(
 
 
 def test_cancel_mid_deployment_stops_it(
-    offline: Stack, uid: str, cleanup_deployments: None
+    offline: Stack, uid: str, cleanup_deployments: None, tmp_path: Path
 ) -> None:
-    with RawClient(offline.ws_url) as client:
+    # The app waits for `gate` before it imports: its deployment cannot finish until the test
+    # opens the gate, so the cancel lands mid-deploy however slow or fast the machine is.
+    gate = tmp_path / "gate"
+    gated = samples.serve_sample(lambda d: samples.write_flask_gated(d, gate), tmp_path, "gated")
+    with gated as url, RawClient(offline.ws_url) as client:
         client.init()
-        client.send(
-            {"type": "chat", "id": f"p-{uid}", "content": "deploy ./examples/hello-flask locally"}
-        )
+        client.send({"type": "chat", "id": f"p-{uid}", "content": f"deploy {url} locally"})
         client.turn(f"p-{uid}")
         client.send({"type": "chat", "id": f"y-{uid}", "content": "yes"})
         first = client.until(
-            lambda f: (
-                f.get("type") == "deployment_update" and f.get("stage") != "awaiting_confirmation"
-            )
+            lambda f: f.get("type") == "deployment_update" and f.get("stage") == "health-check",
+            timeout=240,
         )
         client.send({"type": "cancel", "turn_id": f"y-{uid}"})
         frames = first + client.turn(f"y-{uid}", timeout=120)
+    gate.touch()
     done = [f for f in events(frames) if f["type"] == "deployment_complete"]
-    assert len(done) == 1 and done[0]["status"] == "failed"
+    assert len(done) == 1 and done[0]["status"] in ("failed", "cancelled")
+    assert "ancel" in done[0]["message"]
     assert reply_text(frames, f"y-{uid}")[1]["stopped"] is True
+
+
+def test_paths_out_of_the_workspace_are_refused(offline: Stack, uid: str) -> None:
+    with RawClient(offline.ws_url) as client:
+        client.init()
+        client.send({"type": "chat", "id": f"x-{uid}", "content": "analyse ../../etc"})
+        frames = client.turn(f"x-{uid}")
+        client.send({"type": "chat", "id": f"f-{uid}", "content": "analyse file:///etc"})
+        refused = client.turn(f"f-{uid}")
+    errors = [f for f in events(frames) if f["type"] == "error"]
+    assert len(errors) == 1 and "outside the workspace" in errors[0]["message"]
+    assert errors[0]["retryable"] is False
+    assert not [f for f in events(frames) if f["type"] == "analysis"]
+    assert "not a git URL" in reply_text(refused, f"f-{uid}")[1]["content"]
+
+
+def test_a_dockerfile_for_a_git_url_is_offered_for_download(
+    offline: Stack, uid: str, tmp_path: Path
+) -> None:
+    with (
+        samples.serve_sample(samples.write_express_app, tmp_path, "shop") as url,
+        RawClient(offline.ws_url) as client,
+    ):
+        client.init()
+        client.send({"type": "chat", "id": f"d-{uid}", "content": f"write a Dockerfile for {url}"})
+        frames = client.turn(f"d-{uid}", timeout=60)
+    cards = [f for f in events(frames) if f["type"] == "analysis"]
+    offer = cards[-1]["data"]["generated_dockerfile"]
+    assert offer["written_to"] is None and offer["filename"] == "Dockerfile"
+    assert offer["dockerfile"].startswith("# syntax=docker/dockerfile:1")
+    assert "node server.js" in offer["dockerfile"]
 
 
 def test_declining_clears_the_confirmation(offline: Stack, uid: str) -> None:

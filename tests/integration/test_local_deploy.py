@@ -27,7 +27,7 @@ from agent.tools import (
 from tests.support import sample_repos as samples
 from tests.support.silent_server import silent_server
 
-EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 class Recorder:
@@ -231,14 +231,22 @@ def test_a_redeploy_that_fails_or_is_cancelled_leaves_the_old_one_running(
     assert _running(first.pid) and get(first.url)[0] == 200
 
     # A new version that answers 404 fails its health check: the old one still serves.
-    (source / "index.html").rename(source / "other.html")
+    # (Its health path is a page it does not have.)
+    analysis = analyse_directory(source).model_copy(update={"health_path": "/missing.html"})
+    failing = Recorder()
     with pytest.raises(ToolError, match="HTTP 404"):
-        deploy(source, tmp_path / "state", Recorder())
+        deploy_local(
+            source,
+            analysis,
+            state_dir=tmp_path / "state",
+            on_progress=failing,
+            should_cancel=failing.should_cancel,
+            progress_interval_s=0,
+        )
     assert _running(first.pid) and get(first.url)[0] == 200
     assert len(list((tmp_path / "state" / "site" / "runs").iterdir())) == 1
 
     # A good one takes over, then the old one stops.
-    (source / "other.html").rename(source / "index.html")
     second = deploy(source, tmp_path / "state", Recorder())
     deployed.append(second)
     assert get(second.url)[0] == 200 and not _running(first.pid)

@@ -20,12 +20,27 @@ I recognise these requests without a model:
 - `write a Dockerfile` (for the app analysed last) or `write a Dockerfile for <path>`
 - `deploy <path> locally`: build and run it on this machine, with live progress
 - `deploy <path> to cloud run project <id> region <region>`: Cloud Build, then Cloud Run
+- for an app in a subfolder (a monorepo): `deploy the backend folder of <path or URL> locally`,
+  or `analyse <path or URL> folder backend`
 - `help`: this list
 
 Set `GEMINI_API_KEY` (or Vertex AI on Google Cloud) and I understand plain words too."""
 
 # A path or a git URL, so that "deploy my app" is not read as a source called "my".
-_SOURCE = r"(?P<source>(?:\.{1,2}/|/|~/|https?://|git@|ssh://|file://)\S*|[\w.-]+/\S*|\.)"
+_SOURCE = r"(?P<source>(?:\.{1,2}/|/|~/|https?://|git@|ssh://|git://|file://)\S*|[\w.-]+/\S*|\.)"
+_FOLDER_WORD = r"(?:sub)?(?:folder|directory|dir)"
+_FOLDER = r"[\w.-][\w./-]*"
+# "the backend folder of <source>", "the folder backend of/in <source>"
+_SUB_BEFORE = re.compile(
+    rf"\b(?:the\s+)?(?:(?P<a>{_FOLDER})\s+{_FOLDER_WORD}|{_FOLDER_WORD}\s+(?P<b>{_FOLDER}))"
+    r"\s+(?:of|in|from)\s+",
+    re.I,
+)
+# "<source> folder backend", "<source> (folder backend)", "<source> --subfolder backend"
+_SUB_AFTER = re.compile(
+    rf"\s+\(?(?:in\s+)?(?:the\s+)?(?:{_FOLDER_WORD}|--subfolder)[=\s]+(?P<a>{_FOLDER})\)?",
+    re.I,
+)
 _ANALYSE = re.compile(rf"^(?:please\s+)?(?:analy[sz]e|inspect|look\s+at|check)\s+{_SOURCE}", re.I)
 _DOCKERFILE = re.compile(
     rf"^(?:please\s+)?(?:write|generate|make|create|give\s+me)\s+(?:a\s+|the\s+|me\s+a\s+)?"
@@ -36,8 +51,27 @@ _DEPLOY = re.compile(rf"^(?:please\s+)?deploy\s+{_SOURCE}(?P<rest>.*)$", re.I | 
 _HELP = re.compile(r"^\s*(?:help|\?|what\s+can\s+you\s+do)", re.I)
 
 
+def _subfolder(line: str) -> tuple[str, str | None]:
+    """The line without its subfolder phrase, and the subfolder it names."""
+    for pattern, glue in ((_SUB_BEFORE, " "), (_SUB_AFTER, "")):
+        if match := pattern.search(line):
+            sub = (match.groupdict().get("a") or match.groupdict().get("b") or "").strip("/")
+            # "deploy the api folder of X locally" -> "deploy X locally", subfolder "api".
+            rest = (line[: match.start()].rstrip() + glue + line[match.end() :]).strip()
+            return rest, sub or None
+    return line, None
+
+
 def parse_command(text: str) -> ToolCall | None:
-    line = text.strip()
+    line, sub = _subfolder(" ".join(text.strip().split()))
+    call = _parse(line)
+    # Every command takes a subfolder; "write a Dockerfile" only with a source named.
+    if call is not None and sub and (call.name != "generate_dockerfile" or "source" in call.args):
+        call.args["subfolder"] = sub
+    return call
+
+
+def _parse(line: str) -> ToolCall | None:
     if match := _ANALYSE.match(line):
         return ToolCall("analyse_repository", {"source": _clean(match["source"])})
     if match := _DOCKERFILE.match(line):
