@@ -36,10 +36,12 @@ export class PageAuth {
       import("./vendor/firebase/firebase-auth.js"),
     ]);
     this.sdk = sdk;
+    const project = this.config.project_id ?? undefined;
     const firebase = app.initializeApp({
       apiKey: this.config.api_key ?? "local-emulator",
-      authDomain: this.config.auth_domain ?? undefined,
-      projectId: this.config.project_id ?? undefined,
+      // The popup flow wants an auth domain even on the emulator (which serves the handler).
+      authDomain: this.config.auth_domain ?? (this.emulated && project ? `${project}.firebaseapp.com` : undefined),
+      projectId: project,
     });
     this.auth = sdk.getAuth(firebase);
     if (this.config.emulator_url) {
