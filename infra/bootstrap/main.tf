@@ -23,9 +23,11 @@ module "apis" {
 
 # Service agents exist once their API is enabled, but not always by the time the next request
 # grants them a role; asking for the identity waits until it exists (no race on first apply).
+# Pub/Sub's is the one granted roles here (token creator on the push account) and in the app
+# root (dead-lettering).
 resource "google_project_service_identity" "this" {
   provider = google-beta
-  for_each = toset(["pubsub.googleapis.com", "cloudscheduler.googleapis.com"])
+  for_each = toset(["pubsub.googleapis.com"])
 
   project = var.project_id
   service = each.value

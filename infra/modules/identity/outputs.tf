@@ -1,7 +1,9 @@
 output "api_key" {
-  description = "The page's browser key (public by design; DEPLOYCHAT_FIREBASE_API_KEY)."
-  value       = google_apikeys_key.browser.key_string
-  sensitive   = true
+  description = "The page's browser key (DEPLOYCHAT_FIREBASE_API_KEY)."
+  # Public by design: the page hands it to every visitor, and it only names the project to the
+  # sign-in APIs it is restricted to. Marked sensitive it could not be part of the edge's
+  # environment, which a dynamic block iterates over.
+  value = nonsensitive(google_apikeys_key.browser.key_string)
 }
 
 output "auth_domain" {
