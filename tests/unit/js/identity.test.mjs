@@ -190,4 +190,8 @@ test("another user signing in forgets the session and the queue of the one befor
   assert.equal(engine.sessionId, null);
   assert.deepEqual(engine.pending, []);
   assert.equal(storage.getItem("deploychat.uid"), JSON.stringify("bob"));
+  engine.send("queued by bob");
+  engine.setUser(null);
+  assert.deepEqual(engine.pending, [], "signing out forgets the queue");
+  assert.equal(storage.getItem("deploychat.uid"), null);
 });

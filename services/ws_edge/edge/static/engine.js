@@ -462,7 +462,8 @@ export class ChatEngine {
    */
   setUser(uid) {
     const before = this.load("uid");
-    if (before !== null && before !== uid) {
+    // Signed out, or someone else: what was kept belonged to the user before.
+    if (uid === null || (before !== null && before !== uid)) {
       this.sessionId = null;
       this.historyMark = 0;
       this.seq = new SeqTracker(0);
