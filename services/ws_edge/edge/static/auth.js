@@ -49,6 +49,8 @@ export class PageAuth {
       sdk.connectAuthEmulator(this.auth, this.config.emulator_url, { disableWarnings: true });
     }
     await this.auth.authStateReady();
+    // Who was signed in already (a reload): known now, before any observer has fired.
+    this.user = this.auth.currentUser ? toPageUser(this.auth.currentUser) : null;
     this.auth.onIdTokenChanged((/** @type {any} */ user) => {
       this.user = user ? toPageUser(user) : null;
       this.scheduleRefresh(user);
