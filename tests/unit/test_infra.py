@@ -893,3 +893,40 @@ def test_the_deployed_agent_takes_only_git_sources_and_deploys_only_to_cloud_run
     text = (INFRA / "modules" / "agent_function" / "main.tf").read_text()
     assert re.search(r'DEPLOYCHAT_LOCAL_SOURCES\s*=\s*"false"', text)
     assert re.search(r'DEPLOYCHAT_LOCAL_DEPLOY\s*=\s*"false"', text)
+
+
+def test_the_app_root_names_what_the_bootstrap_makes() -> None:
+    """The app root refers to the bootstrap's resources by name, not through its state: the
+    names must agree."""
+    boot = load(BOOTSTRAP)
+    stack = load(MODULES / "stack")
+    assert (
+        boot.locals["name_prefix"] == stack.locals["name_prefix"] == "deploychat-${var.environment}"
+    )
+    registry = boot.modules["registry"]
+    fn = stack.modules["agent_function"]
+    assert fn["source_bucket"] == registry["source_bucket_name"]
+    assert registry["repository_id"] == "${local.name_prefix}"
+    assert fn["docker_repository_id"] == (
+        "projects/${var.project_id}/locations/${var.region}/repositories/${local.name_prefix}"
+    )
+    # Accounts: deploychat-<env>-<name>@<project>.iam.gserviceaccount.com on both sides.
+    assert accounts().resource("google_service_account", "this")["account_id"] == (
+        "${var.name_prefix}-${each.key}"
+    )
+    assert (
+        "${local.name_prefix}-${name}@${var.project_id}.iam.gserviceaccount.com"
+        in (stack.locals["accounts"])
+    )
+    # Secrets: ${name_prefix}-<purpose>.
+    secret = accounts().resource("google_secret_manager_secret", "this")
+    assert secret["secret_id"] == "${var.name_prefix}-${each.key}"
+    assert '"google-oauth-client-secret"' in secret["for_each"]
+    assert '"gemini-api-key"' in secret["for_each"]
+    assert stack.modules["identity"]["google_oauth_client_secret_secret_id"] == (
+        "${local.name_prefix}-google-oauth-client-secret"
+    )
+    assert '"${local.name_prefix}-gemini-api-key"' in stack.locals["gemini_api_key_secret_id"]
+    # The Firestore database the bootstrap makes is the one the app root indexes and reads.
+    assert boot.modules["data"]["database_id"] == "${var.firestore_database}"
+    assert stack.modules["firestore_indexes"]["database"] == "${var.firestore_database}"
