@@ -1,7 +1,8 @@
-"""The `deploychat` command: `chat` (interactive) and `send` (one turn, for scripts).
+"""The `deploychat` command: `chat` (interactive), `send` (one turn, for scripts), and the
+account commands `login`, `logout`, `whoami`, `sessions` (deploychat/client/account.py).
 
 Exit codes of `send`: 0 the reply arrived; 1 the turn failed (an `error` event) or the message
-was refused; 3 the server could not be reached; 130 interrupted.
+was refused; 3 the server could not be reached (or would not have this sign-in); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import os
 import re
 import signal
 import sys
@@ -19,16 +19,26 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from rich.console import Console
+
 from deploychat.client import (
-    DEFAULT_URL,
     ChatClient,
     ClientConfig,
     ConnectionState,
+    HistoryLost,
     MessageDropped,
     ServerError,
+    SessionLost,
     StateChanged,
+    account,
 )
 from deploychat.client.connection import STORED_EVENTS
+from deploychat.client.credentials import CredentialStore
+from deploychat.client.edge_http import EdgeAddress
+from deploychat.client.identity import AuthError
+from deploychat.client.rich_text import MarkdownTranscript
+from deploychat.client.settings import ClientSettings
+from deploychat.client.signin import EdgeIdentity, SignIn
 from deploychat.client.text import TranscriptPrinter, state_line
 from deploychat.protocol import ChatEvent, ErrorEvent, TypingEvent
 
@@ -43,42 +53,55 @@ SESSION_ID = re.compile(r"[A-Za-z0-9_-]{8,128}")
 DOUBLE_PRESS_S = 2.0
 
 
+Printer = TranscriptPrinter | MarkdownTranscript
+Command = Callable[[argparse.Namespace, ClientSettings, SignIn], int]
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    settings = ClientSettings()
+    args = _parser(settings).parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
-        config = _config(args)
+        EdgeAddress.parse(args.url)
     except ValueError as exc:
         print(f"deploychat: {exc}", file=sys.stderr)
         return 2
-    command: Callable[[argparse.Namespace, ClientConfig], int] = args.command
-    return command(args, config)
+    command: Command = args.command
+    return command(args, settings, SignIn(CredentialStore()))
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(settings: ClientSettings) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deploychat", description="Talk to deploychat.")
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
+    edge = argparse.ArgumentParser(add_help=False)
+    edge.add_argument(
         "--url",
-        default=os.environ.get("DEPLOYCHAT_URL", DEFAULT_URL),
-        help=f"the edge's chat WebSocket (default: {DEFAULT_URL})",
+        default=settings.url,
+        help="the edge: its chat WebSocket (ws://localhost:8000/ws/chat) or its page "
+        f"(https://...) ($DEPLOYCHAT_URL; default: {settings.url})",
     )
-    common.add_argument("--session", help="continue this session instead of starting one")
+    edge.add_argument(
+        "--token",
+        default=settings.token,
+        help="an ID token to send as is, instead of the kept sign-in ($DEPLOYCHAT_TOKEN)",
+    )
+    edge.add_argument("-v", "--verbose", action="store_true", help="log connection details")
+
+    common = argparse.ArgumentParser(add_help=False, parents=[edge])
+    which = common.add_mutually_exclusive_group()
+    which.add_argument("--session", help="continue this session instead of starting one")
+    which.add_argument(
+        "--last", action="store_true", help="continue your newest session (see `sessions`)"
+    )
     common.add_argument(
         "--state",
         type=Path,
         metavar="FILE",
         help="keep the session, last seq and unsent messages in FILE",
-    )
-    common.add_argument(
-        "--token",
-        default=os.environ.get("DEPLOYCHAT_TOKEN"),
-        help="credential for the edge, if it asks for one ($DEPLOYCHAT_TOKEN)",
     )
     common.add_argument(
         "--attempts", type=int, default=10, help="reconnect attempts before giving up (default: 10)"
@@ -90,7 +113,11 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="first reconnect delay, growing 1.5x up to 30 s (default: 1)",
     )
-    common.add_argument("-v", "--verbose", action="store_true", help="log connection details")
+    common.add_argument(
+        "--plain",
+        action="store_true",
+        help="print replies as plain text even on a terminal (they are when piped)",
+    )
 
     chat = sub.add_parser(
         "chat",
@@ -104,24 +131,90 @@ def _parser() -> argparse.ArgumentParser:
     send = sub.add_parser("send", parents=[common], help="send one message, print the reply")
     send.add_argument("text", help="the message ('-' reads it from stdin)")
     send.set_defaults(command=_run_send)
+
+    login = sub.add_parser(
+        "login",
+        parents=[edge],
+        help="sign in (email and password, or --google) and keep the sign-in",
+        description="Keeps the refresh token in $XDG_CONFIG_HOME/deploychat/credentials.json "
+        "(mode 0600), per edge. Against a local stack the CLI signs in as a guest on its own.",
+    )
+    login.add_argument("--email", help="the account's email (asked if not given)")
+    login.add_argument(
+        "--password-stdin", action="store_true", help="read the password from stdin, not a prompt"
+    )
+    login.add_argument("--sign-up", action="store_true", help="create the account first")
+    login.add_argument("--google", action="store_true", help="sign in with Google in a browser")
+    login.add_argument("--client-id", help="OAuth client id ($DEPLOYCHAT_GOOGLE_CLIENT_ID)")
+    login.add_argument(
+        "--no-browser", action="store_true", help="print the Google sign-in link, open nothing"
+    )
+    login.add_argument(
+        "--timeout", type=float, default=300.0, help="seconds to wait for the browser"
+    )
+    login.set_defaults(command=account.login)
+
+    logout = sub.add_parser("logout", parents=[edge], help="forget the kept sign-in for the edge")
+    logout.set_defaults(command=lambda args, _s, signin: account.logout(args, signin.store))
+    whoami = sub.add_parser("whoami", parents=[edge], help="who the CLI is signed in as")
+    whoami.set_defaults(command=account.whoami)
+    sessions = sub.add_parser("sessions", parents=[edge], help="your conversations, newest first")
+    sessions.set_defaults(command=account.sessions)
     return parser
 
 
-def _config(args: argparse.Namespace) -> ClientConfig:
+def _config(args: argparse.Namespace, signin: SignIn) -> ClientConfig:
     if args.attempts < 1 or args.backoff < 0:
         raise ValueError("--attempts must be at least 1 and --backoff not negative")
     if args.session is not None and not SESSION_ID.fullmatch(args.session):
         raise ValueError("--session must be 8 to 128 of the characters A-Z a-z 0-9 _ -")
+    edge = EdgeAddress.parse(args.url)
+    session = args.session
+    if args.last:
+        found = account.fetch_sessions(edge, args.token, signin)
+        session = found[0].session_id if found else None
+        if session is None:
+            _status("no conversations yet: starting a new one")
     # An interactive session shows the history of a session it continues; `send` only its turn.
-    replay = 0 if args.command is _run_chat and args.session else None
+    replay = 0 if args.command is _run_chat and session else None
     return ClientConfig(
-        url=args.url,
-        session_id=args.session,
+        url=edge.ws_url,
+        session_id=session,
         last_seq=replay,
         token=args.token,
+        auth=None if args.token else EdgeIdentity(signin, edge, announce=_status),
         state_file=args.state,
         max_attempts=args.attempts,
         initial_backoff_s=args.backoff,
+    )
+
+
+def _prepare(args: argparse.Namespace, signin: SignIn) -> ClientConfig | int:
+    try:
+        return _config(args, signin)
+    except ValueError as exc:
+        print(f"deploychat: {exc}", file=sys.stderr)
+        return 2
+    except AuthError as exc:
+        print(f"deploychat: {exc}", file=sys.stderr)
+        return account.EXIT_UNREACHABLE
+
+
+def _printer(args: argparse.Namespace, *, show_user: bool) -> Printer:
+    if sys.stdout.isatty() and not args.plain:
+        return MarkdownTranscript(Console(), show_user=show_user)
+    return TranscriptPrinter(sys.stdout, show_user=show_user)
+
+
+def _session_news(update: SessionLost | HistoryLost) -> str:
+    if isinstance(update, SessionLost):
+        return (
+            f"session {update.old_session_id} is not available any more (it expired, or it "
+            f"belongs to another user): started a new one, {update.new_session_id}"
+        )
+    return (
+        f"the server holds fewer events of session {update.session_id} than were shown here "
+        "(its data was reset?): continuing from what it has"
     )
 
 
@@ -132,19 +225,24 @@ def _status(text: str) -> None:
 # ---------------------------------------------------------------- send
 
 
-def _run_send(args: argparse.Namespace, config: ClientConfig) -> int:
+def _run_send(args: argparse.Namespace, settings: ClientSettings, signin: SignIn) -> int:
     text = sys.stdin.read() if args.text == "-" else args.text
     if not text.strip():
         print("deploychat: the message is empty", file=sys.stderr)
         return 2
+    config = _prepare(args, signin)
+    if isinstance(config, int):
+        return config
+    printer = _printer(args, show_user=False)
     try:
-        return asyncio.run(_send(config, text))
+        return asyncio.run(_send(config, text, printer))
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    finally:
+        printer.close()
 
 
-async def _send(config: ClientConfig, text: str) -> int:
-    printer = TranscriptPrinter(sys.stdout, show_user=False)
+async def _send(config: ClientConfig, text: str, printer: Printer) -> int:
     client = ChatClient(config)
     interrupted = False
     turn_id = ""
@@ -179,6 +277,8 @@ async def _send(config: ClientConfig, text: str) -> int:
                     return EXIT_TURN_FAILED
                 elif isinstance(update, ServerError):
                     _status(f"server: {update.frame.code}: {update.frame.message}")
+                elif isinstance(update, SessionLost | HistoryLost):
+                    _status(_session_news(update))
                 elif isinstance(update, STORED_EVENTS) and update.turn_id == turn_id:
                     if isinstance(update, ErrorEvent):
                         printer.line("")
@@ -198,16 +298,21 @@ async def _send(config: ClientConfig, text: str) -> int:
 # ---------------------------------------------------------------- chat
 
 
-def _run_chat(args: argparse.Namespace, config: ClientConfig) -> int:
+def _run_chat(args: argparse.Namespace, settings: ClientSettings, signin: SignIn) -> int:
+    config = _prepare(args, signin)
+    if isinstance(config, int):
+        return config
+    printer = _printer(args, show_user=True)
     try:
-        return asyncio.run(_chat(config))
+        return asyncio.run(_chat(config, printer))
     except KeyboardInterrupt:
         return EXIT_OK
+    finally:
+        printer.close()
 
 
-async def _chat(config: ClientConfig) -> int:
+async def _chat(config: ClientConfig, printer: Printer) -> int:
     loop = asyncio.get_running_loop()
-    printer = TranscriptPrinter(sys.stdout)
     client = ChatClient(config)
     lines = _stdin_lines(loop)
     quit_now = asyncio.Event()
@@ -265,6 +370,8 @@ async def _chat(config: ClientConfig) -> int:
                 _status(f"not sent: {update.content[:60]!r}: {update.reason}")
             elif isinstance(update, ServerError):
                 _status(f"server: {update.frame.code}: {update.frame.message}")
+            elif isinstance(update, SessionLost | HistoryLost):
+                _status(_session_news(update))
             elif isinstance(update, TypingEvent):
                 running = update.turn_id if update.is_typing else None
                 if not update.is_typing:

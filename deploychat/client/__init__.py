@@ -8,7 +8,7 @@ async with ChatClient(ClientConfig(url="wss://.../ws/chat")) as client:
         ...
 """
 
-from .config import DEFAULT_URL, ClientConfig, ConnectionState
+from .config import DEFAULT_URL, ClientConfig, ConnectionState, TokenSource
 from .connection import STORED_EVENTS, ChatClient, MessageTooLarge
 from .engine import OutgoingMessage
 from .updates import (
@@ -16,6 +16,7 @@ from .updates import (
     MessageAcked,
     MessageDropped,
     ServerError,
+    SessionLost,
     StateChanged,
     Update,
 )
@@ -32,6 +33,8 @@ __all__ = [
     "MessageTooLarge",
     "OutgoingMessage",
     "ServerError",
+    "SessionLost",
     "StateChanged",
+    "TokenSource",
     "Update",
 ]

@@ -8,8 +8,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import Protocol
 
 DEFAULT_URL = "ws://localhost:8000/ws/chat"
+
+
+class TokenSource(Protocol):
+    """Gives an ID token with time left on it, refreshing it when due (may block on the network).
+
+    None: the edge runs without identity. Raises identity.AuthRejected when the sign-in is no
+    longer valid (retrying cannot help) and identity.AuthUnreachable when the identity service
+    or the edge cannot be reached (retrying may).
+    """
+
+    def fresh_token(self, force: bool = False) -> str | None: ...
 
 
 class ConnectionState(StrEnum):
@@ -29,7 +41,10 @@ class ClientConfig:
     # Resume after this seq. None: everything after the state file's last seq if there is one,
     # else only what comes next. 0 replays the whole history of `session_id`.
     last_seq: int | None = None
+    # An ID token sent as is in every `init` (scripts, tests)...
     token: str | None = None
+    # ...or one asked for before every `init`, so each connection carries a fresh one.
+    auth: TokenSource | None = None
     # Where the session id, last applied seq and unacknowledged messages are kept between runs.
     state_file: Path | None = None
 

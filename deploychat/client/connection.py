@@ -56,11 +56,13 @@ from .engine import (
     SeqTracker,
     Verdict,
 )
+from .identity import AuthRejected, AuthUnreachable
 from .updates import (
     HistoryLost,
     MessageAcked,
     MessageDropped,
     ServerError,
+    SessionLost,
     StateChanged,
     Update,
 )
@@ -88,6 +90,10 @@ class MessageTooLarge(ValueError):
 
 class _Refused(Exception):
     """The server will not have this client (bad token): retrying cannot help."""
+
+
+class _KeptSessionRefused(Exception):
+    """`unauthorized` for the session asked for: it is gone, or not this user's."""
 
 
 def new_message_id() -> str:
@@ -131,6 +137,9 @@ class ChatClient:
         self._wake = asyncio.Event()
         self._send_lock = asyncio.Lock()
         self._cancels: list[str] = []
+        # Set when the kept session was refused: the next `init` asks for a new session.
+        self._fresh_session = False
+        self._refusal = ""
 
     # ---------------------------------------------------------------- public API
 
@@ -272,16 +281,23 @@ class ChatClient:
 
     def _give_up_reason(self, reason: LostReason) -> str:
         if reason is LostReason.REFUSED:
-            return "the server refused this client"
+            return self._refusal or "the server refused this client"
         n = self._reconnector.attempts
         return f"could not connect to {self.config.url} after {n} attempt{'s' * (n != 1)}"
 
     async def _session(self) -> LostReason:
         """One connection, from opening to losing it."""
         try:
-            ws, connected = await asyncio.wait_for(self._open(), self.config.connect_timeout_s)
-        except _Refused:
+            ws, connected = await asyncio.wait_for(self._open_any(), self.config.connect_timeout_s)
+        except _Refused as exc:
+            self._refusal = f"the server refused this client: {exc}"
             return LostReason.REFUSED
+        except AuthRejected as exc:
+            self._refusal = f"signing in failed: {exc}"
+            return LostReason.REFUSED
+        except AuthUnreachable as exc:
+            log.info("no fresh ID token: %s", exc)
+            return LostReason.FAILED
         except ConnectionClosed as exc:
             return _closed_reason(exc)
         except (OSError, TimeoutError, InvalidHandshake, InvalidURI, ValueError) as exc:
@@ -305,8 +321,36 @@ class ChatClient:
                 with contextlib.suppress(Exception):
                     await ws.close()
 
-    async def _open(self) -> tuple[ClientConnection, ConnectedFrame]:
+    async def _open_any(self) -> tuple[ClientConnection, ConnectedFrame]:
+        """Connect to the kept session; if it was refused, to a new one.
+
+        The server gives the same answer for a bad token and a session that is not ours, so
+        the new-session attempt tells them apart: refused again means the token. A refused
+        token is refreshed once more (the server may see it as expired before we do).
+        """
+        try:
+            return await self._open()
+        except _KeptSessionRefused:
+            self._fresh_session = True
+        try:
+            return await self._open()
+        except _Refused:
+            self._fresh_session = False  # the session may be fine: keep it for later
+            if self.config.auth is None:
+                raise
+        return await self._open(force_refresh=True)
+
+    async def _token(self, force_refresh: bool) -> str | None:
+        # In a thread: a refresh is a blocking HTTP call, and the heartbeat must not wait on it.
+        source = self.config.auth
+        if source is None:
+            return self.config.token
+        return await asyncio.to_thread(source.fresh_token, force_refresh)
+
+    async def _open(self, force_refresh: bool = False) -> tuple[ClientConnection, ConnectedFrame]:
         cfg = self.config
+        token = await self._token(force_refresh)
+        session_id = None if self._fresh_session else self._session_id
         ws = await connect(
             cfg.url,
             open_timeout=None,  # the caller's timeout covers the handshake and `connected`
@@ -315,15 +359,21 @@ class ChatClient:
             max_size=None,
         )
         try:
-            init = InitFrame(
-                type="init", session_id=self._session_id, last_seq=self._seq.last, token=cfg.token
-            )
+            last_seq = 0 if session_id is None else self._seq.last
+            init = InitFrame(type="init", session_id=session_id, last_seq=last_seq, token=token)
             await ws.send(dump_frame(init))
             while True:
-                frame = _parse(await ws.recv())
+                try:
+                    frame = _parse(await ws.recv())
+                except ConnectionClosed as exc:
+                    if session_id is not None and _closed_reason(exc) is LostReason.REFUSED:
+                        raise _KeptSessionRefused() from None
+                    raise
                 if isinstance(frame, ConnectedFrame):
                     return ws, frame
                 if isinstance(frame, ErrorFrame):
+                    if frame.code == "unauthorized" and session_id is not None:
+                        raise _KeptSessionRefused()
                     self._emit(ServerError(frame))
                     if frame.code == "unauthorized":
                         raise _Refused(frame.message)
@@ -332,6 +382,14 @@ class ChatClient:
             raise
 
     async def _connected(self, ws: ClientConnection, connected: ConnectedFrame) -> LostReason:
+        if self._fresh_session:
+            # Said out loud: the history the person expected is not coming.
+            lost = self._session_id
+            self._fresh_session = False
+            self._seq = SeqTracker(0)
+            self._cancels.clear()
+            if lost is not None:
+                self._emit(SessionLost(lost, connected.session_id))
         self._session_id = connected.session_id
         if self._seq.connected(connected.last_seq):
             self._save()

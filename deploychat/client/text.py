@@ -104,6 +104,9 @@ class TranscriptPrinter:
         if text is not None:
             self.line(text)
 
+    def close(self) -> None:
+        self._end_open_line()
+
     def line(self, text: str) -> None:
         self._end_open_line()
         self._out.write(text + "\n")

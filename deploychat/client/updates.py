@@ -49,4 +49,23 @@ class HistoryLost:
     server_last_seq: int
 
 
-Update = SessionEvent | StateChanged | MessageAcked | MessageDropped | ServerError | HistoryLost
+@dataclass(frozen=True)
+class SessionLost:
+    """The kept session was refused (it expired, or belongs to another user): a new one began.
+
+    Messages still queued go to the new session.
+    """
+
+    old_session_id: str
+    new_session_id: str
+
+
+Update = (
+    SessionEvent
+    | StateChanged
+    | MessageAcked
+    | MessageDropped
+    | ServerError
+    | HistoryLost
+    | SessionLost
+)
