@@ -9,6 +9,7 @@ import { DeploymentCards, analysisCard, cleanText, notice } from "./cards.js";
 import { highlightWithin } from "./codehighlight.js";
 import { capabilityLine, modeLabel, suggestions } from "./identity.js";
 import { renderMarkdown } from "./markdown.js";
+import { USER_STATUS, replyElement, setUserStatus, showToast, userMessage } from "./messages.js";
 
 const STATUS_TEXT = {
   idle: "Not connected",
@@ -19,9 +20,6 @@ const STATUS_TEXT = {
   error: "Connection failed",
 };
 
-const USER_STATUS = { queued: "Queued", sent: "Sent", delivered: "Delivered" };
-
-const TOAST_MS = 7000;
 
 /** What a `typing` event's optional status means, in words. */
 const TYPING_STATUS = {
@@ -30,7 +28,7 @@ const TYPING_STATUS = {
   running_tool: "Working on it…",
 };
 
-/** @typedef {{ li: HTMLElement, bubble: HTMLElement, text: string }} Reply */
+/** @typedef {import("./messages.js").Reply} Reply */
 
 export class ChatView {
   /** @param {Document} doc */
@@ -383,73 +381,23 @@ export class ChatView {
     }
   }
 
-  // -------------------------------------------------------------- elements
+  // -------------------------------------------------------------- elements, toasts, scrolling
 
   /** @param {string} id @param {string} text @param {keyof typeof USER_STATUS} status */
   userMessage(id, text, status) {
-    const doc = this.doc;
-    const li = doc.createElement("li");
-    li.className = "msg user";
-    li.dataset.id = id;
-    const bubble = doc.createElement("div");
-    bubble.className = "bubble";
-    bubble.textContent = text;
-    const meta = doc.createElement("div");
-    meta.className = "meta";
-    const label = doc.createElement("span");
-    label.className = "delivery";
-    meta.append(label);
-    li.append(bubble, meta);
-    setUserStatus(li, status);
+    const li = userMessage(this.doc, id, text, status);
     this.userMessages.set(id, li);
     return li;
   }
 
   /** @param {string} messageId @param {string} turnId @returns {Reply} */
   replyElement(messageId, turnId) {
-    const doc = this.doc;
-    const li = doc.createElement("li");
-    li.className = "msg assistant";
-    li.dataset.id = messageId;
-    li.dataset.turn = turnId;
-    li.dataset.final = "false";
-    const avatar = doc.createElement("div");
-    avatar.className = "avatar";
-    avatar.setAttribute("aria-hidden", "true");
-    avatar.textContent = "dc";
-    const body = doc.createElement("div");
-    body.className = "body";
-    const bubble = doc.createElement("div");
-    bubble.className = "bubble markdown";
-    const meta = doc.createElement("div");
-    meta.className = "meta";
-    body.append(bubble, meta);
-    li.append(avatar, body);
-    return { li, bubble, text: "" };
+    return replyElement(this.doc, messageId, turnId);
   }
-
-  // -------------------------------------------------------------- toasts, scrolling
 
   /** @param {string} text @param {"error"|"info"} [kind] */
   toast(text, kind = "error") {
-    const doc = this.doc;
-    const el = doc.createElement("div");
-    el.className = `toast ${kind}`;
-    el.setAttribute("role", kind === "error" ? "alert" : "status");
-    const span = doc.createElement("span");
-    span.textContent = text;
-    const close = doc.createElement("button");
-    close.type = "button";
-    close.className = "toast-close";
-    close.setAttribute("aria-label", "Dismiss");
-    close.textContent = "×";
-    close.addEventListener("click", () => {
-      el.remove();
-      this.focusComposer();
-    });
-    el.append(span, close);
-    this.el.toasts.append(el);
-    setTimeout(() => el.remove(), TOAST_MS);
+    showToast(this.doc, this.el.toasts, text, kind, () => this.focusComposer());
   }
 
   updateEmpty() {
@@ -471,11 +419,3 @@ export class ChatView {
     return box.scrollHeight - box.scrollTop - box.clientHeight < 80;
   }
 }
-
-/** @param {HTMLElement} li @param {keyof typeof USER_STATUS} status */
-function setUserStatus(li, status) {
-  li.dataset.status = status;
-  const label = li.querySelector(".delivery");
-  if (label) label.textContent = USER_STATUS[status];
-}
-
