@@ -24,7 +24,7 @@ from .session_state import Workspace, read_state
 from .settings import AgentSettings
 from .tool_specs import TOOLS, AnalyseArgs, DeployArgs, DockerfileArgs
 from .tools import Analysis, ToolError, analyse_repository, generate_dockerfile
-from .tools.source import is_git_url, resolve_local, subfolder_of
+from .tools.source import is_git_url, resolve_local, subfolder_of, resolve_local, subfolder_of
 
 log = logging.getLogger(__name__)
 _tracer = tracer(__name__)
@@ -197,6 +197,12 @@ class Toolbox:
             "dockerfile": files.dockerfile,
             "dockerignore": files.dockerignore,
         }
+        # A re-analysis (after writing the file) starts the workspace afresh: keep the files.
+        self._workspace = {
+            **self._workspace,
+            "dockerfile": files.dockerfile,
+            "dockerignore": files.dockerignore,
+        }
         show = (
             f"\n\n**Dockerfile** for `{analysis.name}` ({files.base_image}, port {files.port}):"
             f"\n\n```dockerfile\n{files.dockerfile.rstrip()}\n```\n\n**.dockerignore**:\n\n"
@@ -215,6 +221,42 @@ class Toolbox:
             drafts,
             {"workspace": self._workspace},
         )
+
+    def _write_dockerfile(self, analysis: Analysis, dockerfile: str, ignore: str) -> str | None:
+        """Into the local folder, when local sources are on and it has no Dockerfile yet."""
+        source = self._workspace.get("source")
+        if self.local_root is None or not isinstance(source, str) or is_git_url(source):
+            return None
+        try:
+            folder, _ = subfolder_of(resolve_local(source, self.local_root), analysis.subfolder)
+        except ToolError:
+            return None
+        target = folder / "Dockerfile"
+        if analysis.dockerfile or target.exists():
+            return None  # never over the repository's own
+        target.write_text(dockerfile)
+        if not (folder / ".dockerignore").exists():
+            (folder / ".dockerignore").write_text(ignore)
+        return "Dockerfile"
+
+    def _dockerfile_event(
+        self, analysis: Analysis, dockerfile: str, files: Any, written: str | None
+    ) -> list[EventDraft]:
+        """An `analysis` event that shows the Dockerfile: written now, or offered to download."""
+        offer = {
+            "filename": "Dockerfile",
+            "dockerfile": dockerfile,
+            "dockerignore": files.dockerignore,
+        }
+        if written:
+            step = self._analyse(str(self._workspace["source"]), analysis.subfolder)
+            if "error" not in step.outcome.response:
+                for draft in step.drafts:
+                    draft["data"]["generated_dockerfile"] = {**offer, "written_to": written}
+                return step.drafts
+        data = _for_people(analysis.model_dump(mode="json"))
+        data["generated_dockerfile"] = {**offer, "written_to": None}
+        return [{"type": "analysis", "turn_id": self._turn_id, "data": data}]
 
     def _write_dockerfile(self, analysis: Analysis, dockerfile: str, ignore: str) -> str | None:
         """Into the local folder, when local sources are on and it has no Dockerfile yet."""
@@ -306,11 +348,27 @@ def describe_analysis(a: Analysis) -> str:
         lines.append("It reads " + ", ".join(f"`{v.name}`" for v in a.env_vars[:8]) + ".")
     if a.dockerfile:
         lines.append(f"It has its own Dockerfile (`{a.dockerfile}`).")
+    if a.build_reason:
+        lines.append(a.build_reason)
+    if a.subfolder:
+        lines.append(f"It is the app in the `{a.subfolder}/` folder of the repository.")
+    if a.other_apps:
+        others = ", ".join(f"`{o.subfolder}/` ({o.framework})" for o in a.other_apps[:4])
+        lines.append(f"Other apps in this repository: {others}.")
+    if a.local_run:
+        lines.append(a.local_run)
     if a.tests.paths or a.tests.command:
         command = f" (`{a.tests.command}`)" if a.tests.command else ""
         lines.append(f"Tests: {', '.join(a.tests.paths[:3]) or 'yes'}{command}.")
     lines.extend(f"Note: {w}" for w in a.warnings[:3])
     return " ".join(lines)
+
+
+def _folder(subfolder: object) -> str | None:
+    if not isinstance(subfolder, str):
+        return None
+    text = subfolder.strip().strip("/").removeprefix("./")
+    return text or None
 
 
 def _folder(subfolder: object) -> str | None:

@@ -172,7 +172,7 @@ def test_django_collectstatic_and_hosts(tmp_path: Path) -> None:
     files = generate_dockerfile(a)
     items = assert_common(files)
     text = files.dockerfile
-    collect = text.index("RUN DJANGO_SECRET_KEY=collectstatic python manage.py collectstatic")
+    collect = text.index("RUN DJANGO_SECRET_KEY=deploychat-placeholder python manage.py collectstatic")
     assert text.index("COPY . .") < collect < text.index("USER app")
     assert "from mysite.settings import *" in text and "> deploychat_settings.py" in text
     env = [args for kw, args in items if kw == "ENV" and "DJANGO_SETTINGS_MODULE" in args]

@@ -60,7 +60,12 @@ _LAUNCH = re.compile(r"\.launch\(")
 _ALLOWED_HOSTS = re.compile(r"^\s*ALLOWED_HOSTS\s*(?::[^=]+)?=")
 _CSRF_ORIGINS = re.compile(r"^\s*CSRF_TRUSTED_ORIGINS\s*(?::[^=]+)?=")
 _STATIC_ROOT = re.compile(r"^\s*STATIC_ROOT\s*(?::[^=]+)?=")
-_REQUIRED_ENV = re.compile(r"\benviron\[\s*['\"]([A-Za-z_][A-Za-z0-9_]*)['\"]\s*\]")
+# Settings that fail without a variable: os.environ["X"], django-environ's env("X") and
+# python-decouple's config("X"), when they give no default.
+_REQUIRED_ENV = re.compile(
+    r"(?:\benviron\[\s*['\"]([A-Za-z_][A-Za-z0-9_]*)['\"]\s*\]"
+    r"|\b(?:env(?:\.\w+)?|config)\(\s*['\"]([A-Z_][A-Z0-9_]*)['\"]\s*\))"
+)
 _FASTAPI_IMPORT = re.compile(r"^\s*(?:from\s+fastapi\s+import\b|import\s+fastapi\b)")
 _FASTAPI_APP = re.compile(r"^(\w+)\s*(?::\s*\w+\s*)?=\s*(?:fastapi\.)?FastAPI\(")
 _DJANGO_SETTINGS = re.compile(r"DJANGO_SETTINGS_MODULE['\"]?\s*,\s*['\"]([\w.]+)['\"]")
@@ -387,8 +392,9 @@ def _django_settings(
             found.add("hosts", repo.evidence(rel, hit[1]))
     # The overlay settings module adds the service's hosts from the environment.
     found.runtime_env = {"DJANGO_SETTINGS_MODULE": django_overlay.MODULE, **DJANGO_CLOUD_ENV}
+    text = repo.read(rel) or ""
     found.build_required_env = sorted(
-        {m.group(1) for _, m in repo.grep(rel, _REQUIRED_ENV)} - {"PORT"}
+        {m.group(1) or m.group(2) for m in _REQUIRED_ENV.finditer(text)} - {"PORT"}
     )
 
 

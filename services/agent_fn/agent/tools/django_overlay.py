@@ -36,3 +36,11 @@ def overlay_lines(settings_module: str) -> list[str]:
 
 def overlay_text(settings_module: str) -> str:
     return "\n".join(overlay_lines(settings_module)) + "\n"
+
+
+def placeholder(name: str) -> str:
+    """A value for a variable the settings insist on, where the real one is not needed (a
+    build step, a local try): URLs must still parse as URLs."""
+    if name.endswith("_URL") or name.endswith("_URI"):
+        return "sqlite:////tmp/deploychat-placeholder.db"
+    return "deploychat-placeholder"

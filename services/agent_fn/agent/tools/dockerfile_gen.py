@@ -159,7 +159,9 @@ def _django(analysis: Analysis) -> list[str]:
     ]
     if analysis.collectstatic:
         # Settings that insist on a variable get a placeholder, for this step only.
-        placeholders = "".join(f"{name}=collectstatic " for name in analysis.build_required_env)
+        placeholders = "".join(
+            f"{name}={django_overlay.placeholder(name)} " for name in analysis.build_required_env
+        )
         lines += [
             "# Static files, for WhiteNoise or whatever serves STATIC_ROOT.",
             f"RUN {placeholders}python manage.py collectstatic --noinput",

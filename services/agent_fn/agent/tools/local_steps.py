@@ -57,12 +57,33 @@ def install_message(analysis: Analysis, python: Interpreter | None) -> str:
         manager, framework = analysis.package_manager, analysis.framework
         return f"Installing with {manager}, then building the {framework} app"
     if analysis.language == "node":
-        return f"Installing dependencies with {analysis.package_manager}"
+        here = node_major()
+        wanted = analysis.language_version
+        note = (
+            f" (Node {here} here; the app asks for {wanted}, which this machine does not have)"
+            if here and wanted and here != wanted
+            else ""
+        )
+        return f"Installing dependencies with {analysis.package_manager}{note}"
     if analysis.language == "go":
         return "Building with go build"
     if analysis.language == "java":
         return f"Building with {analysis.build_tool}"
     return "Serving the files as they are"
+
+
+@functools.cache
+def node_major() -> str | None:
+    node = shutil.which("node")
+    if node is None:
+        return None
+    try:
+        out = subprocess.run(
+            [node, "--version"], capture_output=True, text=True, timeout=10, env=minimal_env()
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip().lstrip("v").split(".")[0] or None
 
 
 def _installer() -> str:
@@ -270,7 +291,7 @@ def environment(
         env[django_overlay.ORIGINS_ENV] = f"http://127.0.0.1:{port},http://localhost:{port}"
         # Settings that insist on a variable (os.environ["X"]) get a local placeholder.
         for name in analysis.build_required_env:
-            env.setdefault(name, f"local-{name.lower()}")
+            env.setdefault(name, django_overlay.placeholder(name))
     if analysis.framework == "gradio":
         env["GRADIO_SERVER_NAME"] = "127.0.0.1"
         env["GRADIO_SERVER_PORT"] = str(port)
