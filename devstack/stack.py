@@ -138,6 +138,9 @@ class AuthEmulator:
         env = dict(os.environ)
         # firebase-tools asks nobody anything, and reports nothing home, in a test run.
         env.update({"CI": "true", "FIREBASE_CLI_DISABLE_UPDATE_CHECK": "true"})
+        # firebase-tools finds "other instances" of a project through a locator file in the
+        # temp folder: each stack keeps its own, so parallel stacks never see each other.
+        env["TMPDIR"] = str(state)
         self.process = ManagedProcess(
             "auth-emulator",
             [
@@ -160,7 +163,7 @@ class AuthEmulator:
         self.process.start()
 
     def wait_ready(self) -> None:
-        self.process.wait_ready(lambda: http_get(f"http://{self.host}/")[0] == 200, 90)
+        self.process.wait_ready(lambda: http_get(f"http://{self.host}/")[0] == 200, 180)
 
     def reset(self, project: str) -> None:
         url = f"http://{self.host}/emulator/v1/projects/{project}/accounts"
@@ -330,9 +333,6 @@ class Stack:
         env["DEPLOYCHAT_MAX_DELIVERY_ATTEMPTS"] = str(self.config.max_delivery_attempts)
         # "deploy ./examples/hello-flask locally" means the repository's examples.
         env["DEPLOYCHAT_SOURCE_ROOT"] = str(ROOT)
-        # Off by default (secure by default); on here, for `make dev` and the tests.
-        env.setdefault("DEPLOYCHAT_LOCAL_SOURCES", "true")
-        env.setdefault("DEPLOYCHAT_LOCAL_DEPLOY", "true")
         # Off by default (secure by default); on here, for `make dev` and the tests.
         env.setdefault("DEPLOYCHAT_LOCAL_SOURCES", "true")
         env.setdefault("DEPLOYCHAT_LOCAL_DEPLOY", "true")

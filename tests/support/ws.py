@@ -14,6 +14,8 @@ from websockets.sync.client import ClientConnection, connect
 from tests.support.identity import current_user
 
 Frame = dict[str, Any]
+HEARTBEAT_S = 25.0
+HEARTBEAT_TS = -7.0  # marks the heartbeat's own pings
 
 
 class RawClient:
@@ -42,9 +44,22 @@ class RawClient:
         self.ws.send(frame if isinstance(frame, str | bytes) else json.dumps(frame))
 
     def recv(self, timeout: float = 10.0) -> Frame:
-        frame: Frame = json.loads(self.ws.recv(timeout=timeout))
-        self.received.append(frame)
-        return frame
+        """The next frame. Like any client, it sends a heartbeat while it waits (the edge
+        closes a socket it has heard nothing from for 75 s); those pongs are not returned."""
+        deadline = time.monotonic() + timeout
+        while True:
+            wait = min(HEARTBEAT_S, deadline - time.monotonic())
+            try:
+                frame: Frame = json.loads(self.ws.recv(timeout=max(0.0, wait)))
+            except TimeoutError:
+                if time.monotonic() >= deadline:
+                    raise
+                self.send({"type": "ping", "ts": HEARTBEAT_TS})
+                continue
+            if frame == {"type": "pong", "ts": HEARTBEAT_TS}:
+                continue
+            self.received.append(frame)
+            return frame
 
     def init(self, **fields: Any) -> Frame:
         if self.token is not None:
