@@ -13,7 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from google.cloud import firestore
 from pydantic import ValidationError
+
+from deploychat.firestore_layout import turn_ref
 
 from .event_store import EventDraft, Prepared, TurnLog
 from .gcp_clients import GcpClients
@@ -59,6 +62,7 @@ class CloudRunStart:
         self._finish = finish
         self._id = confirm.deployment_id
         self.app = confirm.app
+        self._turn = turn_ref(turn_log.db, turn_log.session_id, turn_log.turn_id)
 
     def run(self, resume: bool) -> tuple[str, bool]:
         """The text for the user, and whether the turn was cancelled."""
@@ -162,7 +166,10 @@ class CloudRunStart:
                 fields["image"] = started.image
             if record.get("status") == "running":
                 fields["status"] = "building"
-            return Prepared(drafts, [("merge", self._ref, fields)])
+            # On the turn too, so a cancel of the finished turn still means something (the
+            # edge accepts cancels of finished turns that have a build running).
+            running = {"running_deployments": firestore.ArrayUnion([self._id])}
+            return Prepared(drafts, [("merge", self._ref, fields), ("merge", self._turn, running)])
 
         self._log.append([], {}, prepare=prepare)
         return bound["id"]

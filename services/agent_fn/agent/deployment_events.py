@@ -10,6 +10,8 @@ builds of the project publish to the same topic) is acknowledged and ignored.
 
 A cancel of the turn that started the build, however late, cancels the build here, at the next
 notification (and at once where the cancel is delivered as a message, see `cancel_turn_builds`).
+While its build runs, the turn document lists the deployment in `running_deployments`, so the
+edge can tell a finished turn that still has something to cancel.
 """
 
 from __future__ import annotations
@@ -131,6 +133,9 @@ class BuildEvents:
                 complete["url"] = url
             drafts.append(complete)
             update.update(status=end, outcome=end, message=message, finished_at=now)
+            if turn is not None and turn.exists:
+                done = {"running_deployments": firestore.ArrayRemove([deployment_id])}
+                txn.set(turn.reference, done, merge=True)
             if url:
                 update["url"] = url
         elif record.get("status") == "running":
