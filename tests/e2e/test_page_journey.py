@@ -77,6 +77,13 @@ def axe_check(page: Page, state: str) -> None:
     assert bad == [], f"{state}: {json.dumps(bad, indent=1)}"
 
 
+def open_drawer(page: Page, viewport: str) -> None:
+    """On a phone, the side panel is a drawer: open it (if it is not open already)."""
+    if viewport == "phone" and page.get_attribute("#sidebar", "data-open") != "true":
+        page.click("#open-drawer")
+        expect(page.locator("#sidebar")).to_have_attribute("data-open", "true")
+
+
 def session_id(page: Page) -> str:
     sid: str = page.evaluate("window.deploychat.engine.sessionId")
     return sid
@@ -102,9 +109,7 @@ def test_the_page_signs_in_as_a_guest_and_can_sign_out_and_in_again(
     open_page(page, proxy)
     user = page.evaluate("window.deploychat.auth.user")
     assert user["isAnonymous"] is True and user["uid"]
-    if viewport == "phone":
-        page.click("#open-drawer")
-        expect(page.locator("#sidebar")).to_have_attribute("data-open", "true")
+    open_drawer(page, viewport)
     expect(page.locator("#who")).to_contain_text("Guest")
     expect(page.locator("#sign-out")).to_be_visible()
     shot(page, f"journey-{viewport}-" + ("drawer" if viewport == "phone" else "signed-in"))
@@ -116,8 +121,7 @@ def test_the_page_signs_in_as_a_guest_and_can_sign_out_and_in_again(
     ids = [s["session_id"] for s in listed(stack, page)]
     assert session_id(page) in ids
 
-    if viewport == "phone":
-        page.click("#open-drawer")
+    open_drawer(page, viewport)
     page.click("#sign-out")
     expect(page.locator("#signin")).to_be_visible()
     assert page.evaluate("document.activeElement.id") == "signin-google"
@@ -247,8 +251,7 @@ def test_new_conversation_keeps_the_old_one_and_opening_it_replays_it(
     send(page, f"first conversation [[{uid}]]")
     expect(finals(page)).to_have_count(1)
     first = session_id(page)
-    if viewport == "phone":
-        page.click("#open-drawer")
+    open_drawer(page, viewport)
     page.click("#new-conversation")
     assert page.evaluate("document.activeElement.id") == "input"
     page.wait_for_function("old => window.deploychat.engine.sessionId !== old", arg=first)
@@ -261,8 +264,7 @@ def test_new_conversation_keeps_the_old_one_and_opening_it_replays_it(
     expect(items.nth(1)).to_contain_text("first conversation")
     expect(items.nth(0)).to_have_attribute("aria-current", "true")
     assert page.locator("#sessions .session-time").all_inner_texts()[0] == "just now"
-    if viewport == "phone":
-        page.click("#open-drawer")
+    open_drawer(page, viewport)
     shot(page, f"journey-{viewport}-conversations")
     axe_check(page, "conversation list")
     items.nth(1).click()
