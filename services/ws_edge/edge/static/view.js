@@ -203,6 +203,7 @@ export class ChatView {
     conversation.classList.toggle("signed-out", show);
     input.disabled = show;
     send.disabled = show;
+    this.el.newConversation.disabled = show;
     signinGuest.hidden = options.guest === false;
     if (options.message) signinText.textContent = options.message;
     if (show) this.el.signinGoogle.focus();
@@ -222,6 +223,14 @@ export class ChatView {
   /** @param {keyof typeof STATUS_TEXT} state @param {Record<string, any>} [info] */
   setState(state, info = {}) {
     const { status, statusText, reconnect } = this.el;
+    if (state === "disconnected" && info.reason === "stopped") {
+      // Stopped on purpose (signed out): nothing to reconnect to, nothing wrong.
+      status.dataset.state = "idle";
+      statusText.textContent = STATUS_TEXT.idle;
+      status.title = STATUS_TEXT.idle;
+      reconnect.hidden = true;
+      return;
+    }
     status.dataset.state = state;
     let text = STATUS_TEXT[state] ?? state;
     if (state === "reconnecting" && info.attempt) text = `Reconnecting… (attempt ${info.attempt})`;
