@@ -86,7 +86,8 @@ def _login(
         )
 
         def announce(url: str) -> None:
-            print(f"Opening the browser to sign in with Google. If it does not open:\n  {url}")
+            print("Sign in with Google in the browser. If none opened, open this link:", flush=True)
+            print(f"  {url}", flush=True)
 
         open_browser = (lambda url: None) if args.no_browser else webbrowser.open
         google_token, redirect_uri = google_id_token(

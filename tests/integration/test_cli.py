@@ -28,14 +28,18 @@ from tests.support.fake_gemini import FakeGemini, Reply, Script
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def deploychat(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def deploychat(
+    *args: str, timeout: float = 60, input: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "deploychat.cli", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
         cwd=ROOT,
-        stdin=subprocess.DEVNULL,
+        input=input,
+        stdin=subprocess.DEVNULL if input is None else None,
+        env=None if env is None else {**os.environ, **env},
     )
 
 
@@ -77,6 +81,16 @@ class Interactive:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
+
+
+@pytest.fixture(autouse=True)
+def _own_config_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test's CLI keeps its sign-ins in a folder of its own, never the user's."""
+    folder = tmp_path / "config"
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(folder))
+    for name in ("DEPLOYCHAT_URL", "DEPLOYCHAT_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    return folder
 
 
 @pytest.fixture

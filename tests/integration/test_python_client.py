@@ -10,7 +10,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
@@ -20,16 +20,19 @@ from deploychat.client import (
     ClientConfig,
     ConnectionState,
     MessageAcked,
+    ServerError,
+    SessionLost,
     StateChanged,
     Update,
 )
+from deploychat.client.identity import Endpoints, IdentityToolkit, Tokens
+from deploychat.client.signin import RefreshingToken
 from deploychat.protocol import ChatEvent, SessionEvent, TypingEvent
 from devstack.processes import free_port
 from devstack.stack import Stack
 from tests.support.fake_gemini import FakeGemini, Reply, Script
+from tests.support.identity import API_KEY, current_user, emulator_host, sign_up_guest
 from tests.support.tcp_proxy import TcpProxy
-
-T = TypeVar("T")
 
 FAST = ClientConfig(
     initial_backoff_s=0.2,
@@ -41,13 +44,18 @@ FAST = ClientConfig(
 )
 
 
+def signed_in(url: str, **fields: Any) -> ClientConfig:
+    """FAST, connecting as this test's user (a guest on the Auth emulator)."""
+    return replace(FAST, url=url, token=current_user().id_token, **fields)
+
+
 @pytest.fixture
 def proxy(stack: Stack) -> Iterator[TcpProxy]:
     with TcpProxy(stack.config.edge_port) as proxy:
         yield proxy
 
 
-def run(coro: Awaitable[T], timeout: float = 60) -> T:
+def run[T](coro: Awaitable[T], timeout: float = 60) -> T:
     async def bounded() -> T:
         return await asyncio.wait_for(coro, timeout)
 
@@ -120,7 +128,7 @@ def test_a_reply_cut_off_mid_stream_arrives_complete_exactly_once(
     fake_gemini.script(uid, Script(replies=[Reply(chunks=chunks, delay_s=0.15)]))
 
     async def scenario() -> Recorder:
-        async with ChatClient(replace(FAST, url=proxy.ws_url)) as client:
+        async with ChatClient(signed_in(proxy.ws_url)) as client:
             rec = Recorder(client)
             turn = await client.send(f"tell me [[{uid}]]")
             await rec.until(lambda u: isinstance(u, ChatEvent) and u.role == "assistant")
@@ -151,7 +159,7 @@ def test_messages_written_offline_are_delivered_once_in_order_after_the_reconnec
     fake_gemini.script(uid, Script(replies=[Reply(chunks=["ok ", "done"], delay_s=0.05)]))
 
     async def scenario() -> tuple[Recorder, list[str]]:
-        async with ChatClient(replace(FAST, url=proxy.ws_url)) as client:
+        async with ChatClient(signed_in(proxy.ws_url)) as client:
             rec = Recorder(client)
             await client.wait_for(ConnectionState.CONNECTED, timeout=10)
             proxy.refuse()
@@ -180,7 +188,7 @@ def test_a_blackholed_link_is_found_by_the_heartbeat_and_recovered(
     proxy: TcpProxy, fake_gemini: FakeGemini, uid: str
 ) -> None:
     async def scenario() -> tuple[Recorder, str, float]:
-        async with ChatClient(replace(FAST, url=proxy.ws_url)) as client:
+        async with ChatClient(signed_in(proxy.ws_url)) as client:
             rec = Recorder(client)
             await client.wait_for(ConnectionState.CONNECTED, timeout=10)
             assert proxy.blackhole() == 1
@@ -205,7 +213,7 @@ def test_a_blackholed_link_is_found_by_the_heartbeat_and_recovered(
 def test_the_state_file_resumes_the_session_and_keeps_queued_messages(
     proxy: TcpProxy, fake_gemini: FakeGemini, uid: str, tmp_path: Path
 ) -> None:
-    config = replace(FAST, url=proxy.ws_url, state_file=tmp_path / "state.json")
+    config = signed_in(proxy.ws_url, state_file=tmp_path / "state.json")
 
     async def first_run() -> tuple[str, int]:
         async with ChatClient(config) as client:
@@ -240,6 +248,118 @@ def test_the_state_file_resumes_the_session_and_keeps_queued_messages(
     assert_exactly_once_in_order(rec.events, start=last_seq + 1)
     assert user_ids(rec.events) == [second]
     assert json.loads(config.state_file.read_text())["outbox"] == []  # type: ignore[union-attr]
+
+
+# ---------------------------------------------------------------- identity, on the real stack
+
+
+class Clock:
+    """Wall-clock time that a test can move ahead (an hour passes in an instant)."""
+
+    def __init__(self) -> None:
+        self.ahead_s = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.ahead_s
+
+
+def test_the_token_is_refreshed_before_it_expires_and_every_reconnect_sends_a_fresh_one(
+    proxy: TcpProxy, fake_gemini: FakeGemini, uid: str
+) -> None:
+    user = sign_up_guest()
+    refreshed: list[Tokens] = []
+    clock = Clock()
+    # The kept token has a minute left: inside the refresh margin, so it is refreshed first.
+    source = RefreshingToken(
+        IdentityToolkit(Endpoints.for_emulator(emulator_host(), API_KEY)),
+        user.refresh_token,
+        id_token=user.id_token,
+        expires_at=time.time() + 60,
+        on_refresh=refreshed.append,
+        clock=clock,
+    )
+
+    async def scenario() -> tuple[Recorder, list[str], str | None]:
+        async with ChatClient(replace(FAST, url=proxy.ws_url, auth=source)) as client:
+            rec = Recorder(client)
+            first = await client.send(f"one [[{uid}]]")
+            await rec.until(turn_end(first))
+            assert len(refreshed) == 1
+            session = client.session_id
+            clock.ahead_s = 3500  # the refreshed token now has minutes left
+            assert proxy.cut() >= 1
+            await rec.until(
+                lambda u: isinstance(u, StateChanged) and u.state is ConnectionState.RECONNECTING
+            )
+            second = await client.send(f"two [[{uid}]]")
+            await rec.until(turn_end(second))
+            assert client.session_id == session
+            return rec, [first, second], session
+
+    rec, turns, _ = run(scenario())
+    # One refresh per connection that needed one, all for the same user; the edge took them.
+    assert len(refreshed) == 2
+    assert {t.uid for t in refreshed} == {user.uid}
+    assert refreshed[0].id_token != refreshed[1].id_token
+    assert user_ids(rec.events) == turns
+    assert not any(isinstance(u, SessionLost) for u in rec.items)
+
+
+def test_a_kept_session_of_another_user_is_said_lost_and_a_new_one_begins(
+    stack: Stack, fake_gemini: FakeGemini, uid: str, tmp_path: Path
+) -> None:
+    owner, other = sign_up_guest(), sign_up_guest()
+    state = tmp_path / "state.json"
+
+    async def owners_turn() -> str:
+        async with ChatClient(replace(FAST, url=stack.ws_url, token=owner.id_token)) as client:
+            rec = Recorder(client)
+            await rec.until(turn_end(await client.send(f"my secret [[{uid}]]")))
+            assert client.session_id is not None
+            return client.session_id
+
+    async def others_try(session: str) -> tuple[Recorder, SessionLost, str | None]:
+        config = replace(
+            FAST,
+            url=stack.ws_url,
+            token=other.id_token,
+            session_id=session,
+            last_seq=0,
+            state_file=state,
+        )
+        async with ChatClient(config) as client:
+            rec = Recorder(client)
+            lost = await rec.until(lambda u: isinstance(u, SessionLost))
+            await rec.until(turn_end(await client.send(f"mine [[{uid}]]")))
+            return rec, lost, client.session_id  # type: ignore[return-value]
+
+    session = run(owners_turn())
+    rec, lost, new_session = run(others_try(session))
+    assert lost.old_session_id == session
+    assert lost.new_session_id == new_session != session
+    # Said once, as news, not as an error; and not one event of the owner's session.
+    assert not any(isinstance(u, ServerError) for u in rec.items)
+    assert_exactly_once_in_order(rec.events)
+    assert "my secret" not in repr(rec.events)
+    # The state file now names the new session, so the next run continues that one.
+    assert json.loads(state.read_text())["session_id"] == new_session
+
+
+def test_a_bad_token_stops_with_the_reason_and_the_kept_session_is_not_dropped(
+    stack: Stack, uid: str
+) -> None:
+    async def scenario() -> tuple[list[Update], str | None]:
+        config = replace(FAST, url=stack.ws_url, token="not-a-token", session_id=f"s-{uid}")
+        async with ChatClient(config) as client:
+            rec = Recorder(client)
+            await client.wait_for(ConnectionState.ERROR, timeout=15)
+            return rec.items, client.session_id
+
+    items, session = run(scenario())
+    assert session == f"s-{uid}"
+    assert not any(isinstance(u, SessionLost) for u in items)
+    errors = [u for u in items if isinstance(u, StateChanged) and u.state is ConnectionState.ERROR]
+    assert len(errors) == 1 and "refused" in errors[0].reason
 
 
 # ---------------------------------------------------------------- against a scripted server
@@ -383,3 +503,33 @@ def test_a_message_too_large_for_one_frame_is_refused_before_it_is_queued() -> N
         assert client.pending == []
 
     run(scenario())
+
+
+def test_each_connection_asks_for_a_token_again() -> None:
+    class Counting:
+        calls = 0
+
+        def fresh_token(self, force: bool = False) -> str:
+            self.calls += 1
+            return f"token-{self.calls}"
+
+    async def handler(ws: ServerConnection, n: int) -> None:
+        await ws.send(connected())
+        if n == 1:
+            await ws.close(1012, "service restart")
+        else:
+            await hold(ws)
+
+    async def scenario() -> list[dict[str, Any]]:
+        async with (
+            scripted_server(handler) as (url, inits),
+            ChatClient(replace(FAST, url=url, auth=Counting())) as client,
+        ):
+            await client.wait_for(ConnectionState.CONNECTED, timeout=5)
+            await client.wait_for(ConnectionState.RECONNECTING, timeout=5)
+            await client.wait_for(ConnectionState.CONNECTED, timeout=5)
+            return inits
+
+    inits = run(scenario())
+    assert [i["token"] for i in inits] == ["token-1", "token-2"]
+    assert inits[1]["session_id"] == "s-scripted"
