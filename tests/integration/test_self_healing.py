@@ -88,8 +88,20 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.1)
 
 
-def chat(client: RawClient, turn_id: str, content: str) -> None:
-    client.send({"type": "chat", "id": turn_id, "content": content})
+def chat(client: RawClient, turn_id: str, content: str) -> list[Frame]:
+    """Send until acked, as a client's outbox does; the frames that came meanwhile."""
+    frames: list[Frame] = []
+    for _ in range(10):
+        client.send({"type": "chat", "id": turn_id, "content": content})
+        got = client.until(
+            lambda f: f.get("type") in ("ack", "error") and turn_id in (f.get("id"), f.get("ref")),
+            timeout=60,
+        )
+        frames += got
+        if got[-1]["type"] == "ack":
+            return frames
+        time.sleep(0.5)  # not accepted (a busy store): sent again, same id
+    raise AssertionError(f"{turn_id} never acked")
 
 
 def publish_copies(stack: Stack, session: str, turn_id: str, content: str, n: int) -> None:
@@ -108,6 +120,7 @@ def publish_copies(stack: Stack, session: str, turn_id: str, content: str, n: in
 # ---------------------------------------------------------------- the Listen watchdog
 
 
+@pytest.mark.timeout(900)  # the module's stack of 10 processes starts slowly on a busy machine
 def test_a_frozen_firestore_costs_seconds_once_it_is_back(
     healing: Stack, db: firestore.Client, fake_gemini: FakeGemini, uid: str
 ) -> None:
@@ -125,11 +138,16 @@ def test_a_frozen_firestore_costs_seconds_once_it_is_back(
     try:
         # A turn each, to have every listener warm; then a long one, frozen mid-stream.
         for client, session in zip(clients, sessions, strict=True):
-            chat(client, f"a-{session}", "hello")
+            frames[session] += chat(client, f"a-{session}", "hello")
         for client, session in zip(clients, sessions, strict=True):
-            frames[session] += client.turn(f"a-{session}", timeout=60)
+            if not any(is_turn_end(f, f"a-{session}") for f in frames[session]):
+                frames[session] += client.turn(f"a-{session}", timeout=60)
+        a_events = {s: events(frames[s]) for s in sessions}
         for client, session in zip(clients, sessions, strict=True):
-            chat(client, f"b-{session}", f"long [[{uid}]]")
+            frames[session] += chat(client, f"b-{session}", f"long [[{uid}]]")
+        for session in sessions:
+            for frame in events(frames[session]):
+                received[session][frame["seq"]] = time.monotonic()
 
         def read(client: RawClient, session: str) -> None:
             for frame in client.until(lambda f: is_turn_end(f, f"b-{session}"), timeout=180):
@@ -143,7 +161,9 @@ def test_a_frozen_firestore_costs_seconds_once_it_is_back(
         ]
         for reader in readers:
             reader.start()
-        wait_until(lambda: all(len(r) >= 3 for r in received.values()), 60, "pieces")
+        # Mid-stream: each session has its turn's user message, typing and a piece.
+        base = {s: len(frames_a) for s, frames_a in a_events.items()}
+        wait_until(lambda: all(len(received[s]) >= base[s] + 3 for s in sessions), 60, "pieces")
 
         healing.firestore.process.signal(signal.SIGSTOP)
         try:
@@ -189,14 +209,15 @@ def test_a_frozen_firestore_costs_seconds_once_it_is_back(
     for url in healing.ws_urls:
         with RawClient(url) as client:
             client.init()
-            chat(client, f"c-{uid}-{url[-12:-8]}", "after")
-            fresh = client.turn(f"c-{uid}-{url[-12:-8]}", timeout=30)
+            fresh = chat(client, f"c-{uid}-{url[-12:-8]}", "after")
+            fresh += client.turn(f"c-{uid}-{url[-12:-8]}", timeout=30)
         assert_contiguous(fresh)
 
 
 # ---------------------------------------------------------------- stuck turns
 
 
+@pytest.mark.timeout(900)
 def test_a_turn_whose_function_died_is_driven_again_when_pubsub_never_redelivers(
     healing: Stack, fake_gemini: FakeGemini, uid: str
 ) -> None:
@@ -205,8 +226,8 @@ def test_a_turn_whose_function_died_is_driven_again_when_pubsub_never_redelivers
     turn_id = f"k-{uid}"
     with RawClient(healing.ws_url) as client:
         client.init()
-        chat(client, turn_id, f"die [[{uid}]]")
-        frames = client.until(lambda f: f.get("role") == "assistant" and not f["final"])
+        frames = chat(client, turn_id, f"die [[{uid}]]")
+        frames += client.until(lambda f: f.get("role") == "assistant" and not f["final"])
         # Whatever Pub/Sub does now, its copies of this message go nowhere.
         healing.balancer_drop(turn_id)
         killed = time.monotonic()
@@ -229,6 +250,7 @@ def test_a_turn_whose_function_died_is_driven_again_when_pubsub_never_redelivers
     assert sum(1 for f in stored if is_turn_end(f, turn_id)) == 1
 
 
+@pytest.mark.timeout(900)
 def test_seven_copies_of_a_turn_at_once_give_one_answer(
     healing: Stack, fake_gemini: FakeGemini, uid: str
 ) -> None:
@@ -252,6 +274,7 @@ def test_seven_copies_of_a_turn_at_once_give_one_answer(
     assert sum(1 for f in stored if f["type"] == "chat" and f["role"] == "user") == 1
 
 
+@pytest.mark.timeout(900)
 def test_the_sweeper_closes_a_turn_whose_attempts_are_spent_once(
     healing: Stack, db: firestore.Client, uid: str
 ) -> None:

@@ -134,14 +134,16 @@ class TurnLog:
         one commit before the model is asked, not two.
         """
         lease = uuid.uuid4().hex
-        # A copy of a live attempt waits this long for it to finish or to die (see above).
+        # A copy of a live attempt waits this long for it to finish or to die (see above), and
+        # so does the session's next turn for the one before it: refusals spend Pub/Sub's
+        # delivery attempts, and a turn that runs out of them is dead-lettered, lost.
         wait_s = (MISSED_BEATS + 1) * self._heartbeat_s if self._heartbeat_s else 0.0
         deadline = time.monotonic() + wait_s
         while True:
             try:
                 progress: TurnProgress | None = _run(self._db, self._begin, lease, opening)
                 break
-            except RunningElsewhere:
+            except SessionBusy:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or not self._heartbeat_s:
                     raise
