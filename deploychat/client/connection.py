@@ -325,20 +325,21 @@ class ChatClient:
         """Connect to the kept session; if it was refused, to a new one.
 
         The server gives the same answer for a bad token and a session that is not ours, so
-        the new-session attempt tells them apart: refused again means the token. A refused
-        token is refreshed once more (the server may see it as expired before we do).
+        the new-session attempt tells them apart: refused again means the token, and the kept
+        session is not dropped for it. A refused token is refreshed once more and tried again
+        (the server may see it as expired before we do). Four attempts at most.
         """
-        try:
-            return await self._open()
-        except _KeptSessionRefused:
-            self._fresh_session = True
-        try:
-            return await self._open()
-        except _Refused:
-            self._fresh_session = False  # the session may be fine: keep it for later
-            if self.config.auth is None:
-                raise
-        return await self._open(force_refresh=True)
+        forced = False
+        while True:
+            try:
+                return await self._open(force_refresh=forced)
+            except _KeptSessionRefused:
+                self._fresh_session = True  # the next `init` cannot raise this again
+            except _Refused:
+                self._fresh_session = False
+                if forced or self.config.auth is None:
+                    raise
+                forced = True
 
     async def _token(self, force_refresh: bool) -> str | None:
         # In a thread: a refresh is a blocking HTTP call, and the heartbeat must not wait on it.

@@ -533,3 +533,35 @@ def test_each_connection_asks_for_a_token_again() -> None:
     inits = run(scenario())
     assert [i["token"] for i in inits] == ["token-1", "token-2"]
     assert inits[1]["session_id"] == "s-scripted"
+
+
+def test_refused_with_and_without_the_session_means_the_token_and_the_session_is_kept() -> None:
+    class Source:
+        def __init__(self) -> None:
+            self.forced: list[bool] = []
+
+        def fresh_token(self, force: bool = False) -> str:
+            self.forced.append(force)
+            return f"token-{len(self.forced)}"
+
+    async def handler(ws: ServerConnection, n: int) -> None:
+        await ws.send(json.dumps({"type": "error", "code": "unauthorized", "message": "no"}))
+        await ws.close(1008, "unauthorized")
+
+    source = Source()
+
+    async def scenario() -> tuple[list[dict[str, Any]], list[Update], str | None]:
+        async with scripted_server(handler) as (url, inits):
+            config = replace(FAST, url=url, auth=source, session_id="kept-session", last_seq=3)
+            async with ChatClient(config) as client:
+                rec = Recorder(client)
+                await client.wait_for(ConnectionState.ERROR, timeout=10)
+                return inits, rec.items, client.session_id
+
+    inits, items, session = run(scenario())
+    # Kept session, a new one, then both again with a token refreshed on purpose; no more.
+    assert [i.get("session_id") for i in inits] == ["kept-session", None, "kept-session", None]
+    assert [i["token"] for i in inits] == ["token-1", "token-2", "token-3", "token-4"]
+    assert source.forced == [False, False, True, True]
+    assert session == "kept-session"
+    assert not any(isinstance(u, SessionLost) for u in items)
