@@ -5,6 +5,8 @@ that stops the Cloud Builds the turn started). `handle_build_event`: one message
 `cloud-builds` topic is a build's new state, appended to its deployment's session. They are two
 functions of one source (locally, two functions-framework processes).
 
+`sweep_turns` (HTTP, called by Cloud Scheduler): drives stuck turns again (agent/sweeper.py).
+
 Returning acknowledges the message. A transient failure raises, so Pub/Sub delivers it again; a
 permanent one has been stored as an `error` event, or, for a payload that can never be
 understood, logged, and is acknowledged.
@@ -12,8 +14,10 @@ understood, logged, and is acknowledged.
 
 from __future__ import annotations
 
+import json
 import logging
 
+import flask
 import functions_framework
 from cloudevents.http.event import CloudEvent
 from opentelemetry.trace import SpanKind
@@ -22,7 +26,7 @@ from agent.app import event_message, get_agent
 from agent.build_status import build_from_pubsub
 from agent.deployment_events import cancel_turn_builds
 from agent.gcp_clients import gcp_clients
-from deploychat.errors import ProtocolError
+from deploychat.errors import PermanentError, ProtocolError
 from deploychat.tracing import extract, flush, tracer
 from deploychat.turn_message import cancel_from_pubsub, turn_from_pubsub
 
@@ -73,5 +77,17 @@ def handle_build_event(cloud_event: CloudEvent) -> None:
         ):
             stored = agent.build_events.handle(build)
         log.info("build %s %s: %d events", build.id, build.status, stored)
+    except PermanentError as exc:
+        # Our bug, not a passing failure: redelivery would fail the same way.
+        log.error("build %s %s: not stored: %s", build.id, build.status, exc.message)
     finally:
         flush()
+
+
+@functions_framework.http
+def sweep_turns(request: flask.Request) -> flask.Response:
+    """Cloud Scheduler's call (every minute): drive again, or close, the turns nobody works on."""
+    if request.method != "POST":
+        return flask.Response("POST only\n", status=405)
+    report = get_agent().sweeper.sweep()
+    return flask.Response(json.dumps(report.as_dict()), mimetype="application/json")
