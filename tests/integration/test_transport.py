@@ -10,6 +10,7 @@ import socket
 import struct
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -257,3 +258,117 @@ def test_a_reserved_session_id_is_just_not_yours(stack: Stack) -> None:
     assert answer is not None and json.loads(answer[1])["code"] == "unauthorized"
     assert close_code(sock)[0] == 1008
     sock.close()
+
+
+def test_drain_closes_every_socket_with_1012_at_once_even_past_clients_that_dont_read(
+    stack: Stack,
+) -> None:
+    import selectors
+    import signal
+
+    env = {"DEPLOYCHAT_ECHO_ROUTE": "true", "DEPLOYCHAT_INIT_TIMEOUT_S": "120"}
+    with extra_edge(stack, env) as edge:
+        readers = [handshake(port(edge))[0] for _ in range(200)]
+        stuck = []
+        for _ in range(10):
+            sock = handshake(port(edge), path="/ws/echo")[0]
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.settimeout(0.5)
+            try:  # echoed back and never read: the server's writes to it stall
+                for _ in range(40):
+                    send_frame(sock, b"z" * 60_000)
+            except OSError:
+                pass
+            stuck.append(sock)
+        assert edge.edge is not None
+        started = time.monotonic()
+        edge.edge.signal(signal.SIGTERM)
+        selector = selectors.DefaultSelector()
+        for sock in readers:
+            sock.setblocking(False)
+            selector.register(sock, selectors.EVENT_READ, bytearray())
+        codes: list[int | None] = []
+        deadline = started + 10
+        while selector.get_map() and time.monotonic() < deadline:
+            for key, _ in selector.select(timeout=0.5):
+                sock, buffer = key.fileobj, key.data
+                assert isinstance(sock, socket.socket)
+                try:
+                    chunk = sock.recv(4096)
+                except BlockingIOError:
+                    continue
+                buffer.extend(chunk)
+                if len(buffer) >= 4 or not chunk:
+                    codes.append(
+                        struct.unpack("!H", bytes(buffer[2:4]))[0]
+                        if buffer[:1] == b"\x88" and len(buffer) >= 4
+                        else None
+                    )
+                    selector.unregister(sock)
+        elapsed = time.monotonic() - started
+        for sock in readers + stuck:
+            sock.close()
+    assert codes == [1012] * len(readers)
+    assert elapsed < 2.0, f"drain took {elapsed:.2f}s"
+
+
+def test_sockets_end_at_their_age_limit_with_1012_and_clients_lose_nothing(stack: Stack) -> None:
+    import threading
+    import uuid
+
+    from websockets.exceptions import ConnectionClosed
+
+    from tests.support.ws import RawClient, assert_contiguous, events, reply_text
+
+    env = {"DEPLOYCHAT_MAX_SOCKET_AGE_S": "4", "DEPLOYCHAT_SOCKET_AGE_JITTER": "0.25"}
+    results: dict[int, tuple[list[dict[str, Any]], list[str], int]] = {}
+    failures: list[BaseException] = []
+
+    def session(n: int, url: str) -> None:
+        try:
+            turns = [f"age{n}-{k}-{uuid.uuid4().hex[:6]}" for k in range(3)]
+            seen: list[dict[str, Any]] = []
+            cut = 0
+            last_seq, session_id = 0, None
+            pending = list(turns)
+            answered: set[str] = set()
+            deadline = time.monotonic() + 240
+            while len(answered) < len(turns):
+                assert time.monotonic() < deadline, f"session {n} stuck: {answered}"
+                try:
+                    with RawClient(url) as client:
+                        fields = (
+                            {"session_id": session_id, "last_seq": last_seq} if session_id else {}
+                        )
+                        session_id = client.init(**fields)["session_id"]
+                        for turn in pending:
+                            client.send({"type": "chat", "id": turn, "content": f"hi {turn}"})
+                        while len(answered) < len(turns):
+                            frame = client.recv(timeout=60)
+                            if "seq" in frame:
+                                assert frame["seq"] == last_seq + 1, (frame, last_seq)
+                                last_seq = int(frame["seq"])
+                                seen.append(frame)
+                                if frame.get("role") == "assistant" and frame.get("final"):
+                                    answered.add(str(frame["turn_id"]))
+                            elif frame["type"] == "ack":
+                                pending = [t for t in pending if t != frame["id"]]
+                except ConnectionClosed as exc:  # the age limit cut it: reconnect at once
+                    assert exc.rcvd is not None and exc.rcvd.code == 1012, exc
+                    cut += 1
+            results[n] = (seen, turns, cut)
+        except BaseException as exc:  # reported below
+            failures.append(exc)
+
+    with extra_edge(stack, env) as edge:
+        threads = [threading.Thread(target=session, args=(n, edge.ws_url)) for n in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(200)
+    assert not failures, failures
+    assert sum(cut for _, _, cut in results.values()) >= 1, "no socket reached its age"
+    for seen, turns, _ in results.values():
+        assert_contiguous(seen)
+        for turn in turns:
+            reply_text(events(seen), turn)  # exactly one final answer each
