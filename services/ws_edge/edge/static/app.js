@@ -109,7 +109,10 @@ async function main() {
   view.handlers.signInGoogle = google;
   view.handlers.signInGuest = guest;
   sidebar.handlers.google = google;
-  sidebar.handlers.signOut = () => { auth.signOut().catch((e) => view.toast(String(e))); };
+  sidebar.handlers.signOut = () => {
+    sidebar.setDrawer(false, false);
+    auth.signOut().catch((e) => view.toast(String(e)));
+  };
   sidebar.handlers.open = (id) => {
     engine.openSession(id);
     view.focusComposer();
