@@ -270,3 +270,16 @@ def test_history_with_two_user_turns_in_a_row_is_sent_alternating(
     list(_model(fake).start(history, f"e [[{uid}]]", TurnContext(tools=TOOLS)).stream())
     roles = [c["role"] for c in fake.calls_for(uid)[0].body["contents"]]
     assert roles == ["user", "model", "user"]
+
+
+def test_a_cut_stream_is_asked_again_without_repeating(fake: FakeGemini, uid: str) -> None:
+    # The connection closes mid-body (no last chunk): the client sees a broken stream.
+    script = Script(
+        replies=[
+            Reply(chunks=["a ", "b ", "c"], stall_after=2, stall_s=0),
+            Reply(chunks=["a ", "b ", "c"]),
+        ]
+    )
+    items = list(_session(fake, uid, script).stream())
+    cut = next(i for i, item in enumerate(items) if isinstance(item, Retrying))
+    assert items[:cut] == ["a ", "b "] and items[cut + 1 :] == ["a ", "b ", "c"]

@@ -26,25 +26,24 @@ LOOP = Reply(
 )
 
 
+# Short enough for a test to pass it, long enough for every other turn here (a few seconds).
+DEADLINE_S = 12
+
+
 @pytest.fixture(scope="module")
 def tuned(stack: Stack) -> Iterator[Stack]:
-    """The function with a short stall timeout, for this module."""
+    """The function with a short stall timeout and turn deadline, for this module (one restart:
+    restarts cost tens of seconds on a loaded machine)."""
     saved = dict(stack.config.function_env)
-    stack.config.function_env = {**saved, "DEPLOYCHAT_MODEL_STALL_TIMEOUT_S": "2"}
+    stack.config.function_env = {
+        **saved,
+        "DEPLOYCHAT_MODEL_STALL_TIMEOUT_S": "2",
+        "DEPLOYCHAT_TURN_DEADLINE_S": str(DEADLINE_S),
+    }
     stack.restart_function()
     yield stack
     stack.config.function_env = saved
     stack.restart_function()
-
-
-@pytest.fixture
-def short_deadline(tuned: Stack) -> Iterator[Stack]:
-    saved = dict(tuned.config.function_env)
-    tuned.config.function_env = {**saved, "DEPLOYCHAT_TURN_DEADLINE_S": "4"}
-    tuned.restart_function()
-    yield tuned
-    tuned.config.function_env = saved
-    tuned.restart_function()
 
 
 def _turn(stack: Stack, uid: str, text: str, timeout: float = 45) -> list[Frame]:
@@ -189,12 +188,13 @@ def test_a_stalled_stream_is_cut_and_retried_within_the_attempt(
 
 
 def test_past_the_deadline_the_turn_ends_keeping_its_text(
-    short_deadline: Stack, fake_gemini: FakeGemini, uid: str
+    tuned: Stack, fake_gemini: FakeGemini, uid: str
 ) -> None:
+    # 0.4 s a piece for 60 pieces: twice the deadline.
     fake_gemini.script(
-        uid, Script(replies=[Reply(chunks=[f"w{i} " for i in range(60)], delay_s=0.25)])
+        uid, Script(replies=[Reply(chunks=[f"w{i} " for i in range(60)], delay_s=0.4)])
     )
-    frames = _turn(short_deadline, uid, "slow")
+    frames = _turn(tuned, uid, "slow", timeout=DEADLINE_S + 30)
     answer = _answer(frames, uid)
     assert answer.startswith("w0 w1 ") and len(answer.split()) < 60
     errors = _errors(frames)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import httpx2
+import requests
 from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
@@ -39,6 +40,16 @@ from .model_stream import DeadlinePassed, StreamStalled, watched
 from .settings import AgentSettings
 
 log = logging.getLogger(__name__)
+
+# A connection refused, reset or cut mid-stream: httpx2 for the API key, requests (through
+# google-auth) for Vertex AI.
+_TRANSPORT_ERRORS = (
+    httpx2.TransportError,
+    httpx2.TimeoutException,
+    requests.exceptions.ConnectionError,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.Timeout,
+)
 
 __all__ = [
     "GeminiModel",
@@ -345,7 +356,7 @@ class GeminiSession:
                         )
         except genai_errors.APIError as exc:
             raise classify_api_error(exc) from exc
-        except (httpx2.TransportError, httpx2.TimeoutException) as exc:
+        except _TRANSPORT_ERRORS as exc:
             raise ModelBusy(
                 UNREACHABLE_MESSAGE,
                 "model_unavailable",
