@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import signal
 import sys
 
 from bench.harness import raise_open_files_limit
@@ -14,6 +15,8 @@ from .run import ChaosConfig, run_chaos
 
 
 def main() -> int:
+    # SIGTERM ends the run like Ctrl-C: the stack's processes are stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     raise_open_files_limit()  # 500 sockets here, as many on the edges
     # The stack's own clean-up reads the agent's package (its local deployments).
     for package_dir in (str(FUNCTION_DIR), str(EDGE_DIR)):

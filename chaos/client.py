@@ -72,6 +72,10 @@ class Reconnect(Exception):
     """Leave this connection and open another (a fault of ours, or a dead line)."""
 
 
+class Refused(Exception):
+    """The edge refused `init` (busy, limits): try again after the backoff."""
+
+
 class SessionClient:
     def __init__(
         self,
@@ -108,6 +112,8 @@ class SessionClient:
                     self._backoff = 1.0
             except Reconnect:
                 continue  # at once, to any edge
+            except Refused:
+                await self._wait_backoff()
             except ConnectionClosed as exc:
                 code = exc.rcvd.code if exc.rcvd else None
                 if code == 1012:
@@ -130,8 +136,9 @@ class SessionClient:
         await ws.send(json.dumps(init))
         connected = await self._recv(ws, 20)
         if connected.get("type") != "connected":
-            self.log.failure = f"init answered {connected}"
-            raise Reconnect
+            code = str(connected.get("code"))
+            self.log.refused[f"init {code}"] = self.log.refused.get(f"init {code}", 0) + 1
+            raise Refused
         self.log.session_id = connected["session_id"]
         # This connection drops after a few stored events, if the dice say so.
         drop_after = self._rng.randint(1, 12) if self._rng.random() < self._b.drop else None

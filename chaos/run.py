@@ -161,7 +161,7 @@ async def _run(config: ChaosConfig, stack: Stack, say: Callable[[str], None]) ->
             say(f"{time.monotonic() - started:5.0f} s: {acked[0]} acked, {ended} ended")
 
     reporter = asyncio.create_task(progress())
-    spread = min(10.0, config.sessions / 50)
+    spread = min(60.0, config.sessions / 5)
     await asyncio.gather(*[session(c, rng.uniform(0, spread)) for c in clients])
     ran = time.monotonic() - started
     reporter.cancel()
