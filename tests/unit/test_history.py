@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from agent.history import NO_ANSWER, Said, alternating, compact, session_notes
+from agent.history import (
+    NO_ANSWER,
+    STOPPED_EARLY,
+    Said,
+    alternating,
+    compact,
+    session_notes,
+)
 from agent.model import HistoryMessage
 from agent.turn_runner import PieceWriter
 
@@ -24,6 +31,11 @@ def test_a_failed_turn_gets_a_placeholder_answer() -> None:
     assert _roles(history) == ["user", "assistant"] * 4
     assert history[3] == HistoryMessage("assistant", NO_ANSWER)
     assert history[-1] == HistoryMessage("assistant", NO_ANSWER)
+
+
+def test_an_answer_cancelled_before_it_began_is_said_to_be() -> None:
+    history = alternating([Said("a", "user", "hi"), Said("a", "assistant", "", stopped=True)])
+    assert history[1] == HistoryMessage("assistant", STOPPED_EARLY)
 
 
 def test_a_window_that_starts_mid_exchange_starts_with_the_user() -> None:

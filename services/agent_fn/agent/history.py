@@ -26,6 +26,7 @@ MESSAGE_CHAR_LIMIT = 4_000
 DOCKERFILE_CHAR_LIMIT = 3_000
 RECENT_DEPLOYMENTS = 5
 NO_ANSWER = "(No answer reached the user for this message: that turn failed.)"
+STOPPED_EARLY = "(The user stopped this answer before it began.)"
 
 # What the model is told of an analysis: enough to act on, not the evidence behind it.
 _ANALYSIS_FIELDS = (
@@ -48,6 +49,7 @@ class Said:
     turn_id: str
     role: str
     text: str
+    stopped: bool = False  # an answer the user cancelled
 
 
 def read_history(
@@ -68,7 +70,9 @@ def read_history(
         role, content = doc.get("role"), doc.get("content")
         if doc.get("turn_id") == turn_id or role not in ("user", "assistant"):
             continue
-        newest_first.append(Said(str(doc.get("turn_id")), role, str(content or "")))
+        newest_first.append(
+            Said(str(doc.get("turn_id")), role, str(content or ""), bool(doc.get("stopped")))
+        )
     return compact(alternating(list(reversed(newest_first))), char_budget)
 
 
@@ -86,7 +90,8 @@ def alternating(said: list[Said]) -> list[HistoryMessage]:
         elif out[-1].role == "assistant":
             out[-1] = HistoryMessage("assistant", f"{out[-1].text}\n\n{item.text}".strip())
         else:
-            out.append(HistoryMessage("assistant", item.text or NO_ANSWER))
+            empty = STOPPED_EARLY if item.stopped else NO_ANSWER
+            out.append(HistoryMessage("assistant", item.text or empty))
     if out and out[-1].role == "user":
         out.append(HistoryMessage("assistant", NO_ANSWER))
     return out
