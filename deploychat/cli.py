@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import re
-import signal
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
@@ -39,7 +36,8 @@ from deploychat.client.identity import AuthError
 from deploychat.client.rich_text import MarkdownTranscript
 from deploychat.client.settings import ClientSettings
 from deploychat.client.signin import EdgeIdentity, SignIn
-from deploychat.client.text import TranscriptPrinter, state_line
+from deploychat.client.terminal import sigint_handler, stdin_lines
+from deploychat.client.text import TranscriptPrinter, session_news, state_line
 from deploychat.protocol import ChatEvent, ErrorEvent, TypingEvent
 
 EXIT_OK = 0
@@ -206,18 +204,6 @@ def _printer(args: argparse.Namespace, *, show_user: bool) -> Printer:
     return TranscriptPrinter(sys.stdout, show_user=show_user)
 
 
-def _session_news(update: SessionLost | HistoryLost) -> str:
-    if isinstance(update, SessionLost):
-        return (
-            f"session {update.old_session_id} is not available any more (it expired, or it "
-            f"belongs to another user): started a new one, {update.new_session_id}"
-        )
-    return (
-        f"the server holds fewer events of session {update.session_id} than were shown here "
-        "(its data was reset?): continuing from what it has"
-    )
-
-
 def _status(text: str) -> None:
     print(f"[{text}]", file=sys.stderr, flush=True)
 
@@ -258,7 +244,7 @@ async def _send(config: ClientConfig, text: str, printer: Printer) -> int:
         task.add_done_callback(background.discard)
 
     async with client:
-        with _sigint(on_sigint):
+        with sigint_handler(on_sigint):
             try:
                 turn_id = await client.send(text)
             except ValueError as exc:
@@ -278,7 +264,7 @@ async def _send(config: ClientConfig, text: str, printer: Printer) -> int:
                 elif isinstance(update, ServerError):
                     _status(f"server: {update.frame.code}: {update.frame.message}")
                 elif isinstance(update, SessionLost | HistoryLost):
-                    _status(_session_news(update))
+                    _status(session_news(update))
                 elif isinstance(update, STORED_EVENTS) and update.turn_id == turn_id:
                     if isinstance(update, ErrorEvent):
                         printer.line("")
@@ -314,7 +300,7 @@ def _run_chat(args: argparse.Namespace, settings: ClientSettings, signin: SignIn
 async def _chat(config: ClientConfig, printer: Printer) -> int:
     loop = asyncio.get_running_loop()
     client = ChatClient(config)
-    lines = _stdin_lines(loop)
+    lines = stdin_lines(loop)
     quit_now = asyncio.Event()
     own: set[str] = set()
     background: set[asyncio.Task[None]] = set()
@@ -371,7 +357,7 @@ async def _chat(config: ClientConfig, printer: Printer) -> int:
             elif isinstance(update, ServerError):
                 _status(f"server: {update.frame.code}: {update.frame.message}")
             elif isinstance(update, SessionLost | HistoryLost):
-                _status(_session_news(update))
+                _status(session_news(update))
             elif isinstance(update, TypingEvent):
                 running = update.turn_id if update.is_typing else None
                 if not update.is_typing:
@@ -382,7 +368,7 @@ async def _chat(config: ClientConfig, printer: Printer) -> int:
 
     _status("Enter sends · Ctrl-C stops a reply · Ctrl-C twice or Ctrl-D quits")
     async with client:
-        with _sigint(on_sigint):
+        with sigint_handler(on_sigint):
             tasks = [loop.create_task(read_input()), loop.create_task(show_updates())]
             await quit_now.wait()
             for task in tasks:
@@ -394,34 +380,6 @@ async def _chat(config: ClientConfig, printer: Printer) -> int:
     if client.session_id:
         _status(f"session {client.session_id}")
     return EXIT_OK
-
-
-def _stdin_lines(loop: asyncio.AbstractEventLoop) -> asyncio.Queue[str | None]:
-    """Lines typed, None at end of input. A daemon thread, so quitting never waits on a read."""
-    queue: asyncio.Queue[str | None] = asyncio.Queue()
-
-    def read() -> None:
-        for line in sys.stdin:
-            loop.call_soon_threadsafe(queue.put_nowait, line)
-        with contextlib.suppress(RuntimeError):  # the loop may be gone already
-            loop.call_soon_threadsafe(queue.put_nowait, None)
-
-    threading.Thread(target=read, name="stdin", daemon=True).start()
-    return queue
-
-
-@contextlib.contextmanager
-def _sigint(handler: Callable[[], None]) -> Iterator[None]:
-    loop = asyncio.get_running_loop()
-    try:
-        loop.add_signal_handler(signal.SIGINT, handler)
-    except (NotImplementedError, RuntimeError):  # not the main thread, or not Unix
-        yield
-        return
-    try:
-        yield
-    finally:
-        loop.remove_signal_handler(signal.SIGINT)
 
 
 if __name__ == "__main__":

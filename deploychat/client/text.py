@@ -15,7 +15,7 @@ from deploychat.protocol import (
 )
 
 from .config import ConnectionState
-from .updates import StateChanged
+from .updates import HistoryLost, SessionLost, StateChanged
 
 # The fields people look for first in an analysis; the rest follow in the order given.
 _ANALYSIS_FIRST = ("language", "framework", "runtime", "start_command", "port")
@@ -139,3 +139,15 @@ class TranscriptPrinter:
         if self._open is not None:
             self._out.write("\n")
             self._open = None
+
+
+def session_news(update: SessionLost | HistoryLost) -> str:
+    if isinstance(update, SessionLost):
+        return (
+            f"session {update.old_session_id} is not available any more (it expired, or it "
+            f"belongs to another user): started a new one, {update.new_session_id}"
+        )
+    return (
+        f"the server holds fewer events of session {update.session_id} than were shown here "
+        "(its data was reset?): continuing from what it has"
+    )

@@ -5,6 +5,7 @@ on a terminal."""
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import pty
@@ -264,3 +265,43 @@ def test_replies_are_markdown_on_a_terminal_and_plain_text_when_piped(
     assert "\x1b[" in shown  # styled
     assert "gunicorn" in shown and "**" not in shown and "`PORT`" not in shown
     assert "•" in shown  # a rendered list
+
+
+def test_against_a_deployment_without_a_login_the_cli_says_to_log_in() -> None:
+    """An edge in `mode: firebase` with no emulator (as deployed): no guest, a clear sentence."""
+    body = json.dumps(
+        {
+            "auth": {
+                "mode": "firebase",
+                "api_key": "AIza-public-key",
+                "auth_domain": "p.firebaseapp.com",
+                "project_id": "p",
+                "emulator_url": None,
+            },
+            "agent": {"mode": "offline", "model": None},
+        }
+    ).encode()
+
+    class Config(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path == "/api/config" else 404)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Config)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        result = deploychat("send", "--url", url, "hello")
+        listed = deploychat("sessions", "--url", url)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode == 3
+    assert "needs you to sign in: run `deploychat login`" in result.stderr
+    assert "guest" not in result.stderr
+    assert listed.returncode == 1 and "deploychat login" in listed.stderr
