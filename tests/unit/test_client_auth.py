@@ -3,6 +3,9 @@ token is refreshed, what the CLI does for each answer of /api/config, the PKCE p
 
 from __future__ import annotations
 
+import email.message
+import io
+import json
 import os
 import stat
 import threading
@@ -24,7 +27,7 @@ from deploychat.client.google_oauth import (
     authorization_url,
     challenge_for,
 )
-from deploychat.client.identity import AuthRejected, Endpoints, Tokens
+from deploychat.client.identity import AuthRejected, AuthUnreachable, Endpoints, Tokens, _http_error
 from deploychat.client.signin import EdgeIdentity, RefreshingToken, SignIn, SignInRequired
 
 EDGE = EdgeAddress.parse("ws://localhost:8000/ws/chat")
@@ -301,3 +304,23 @@ def test_no_answer_from_the_browser_times_out_clearly() -> None:
     with LoopbackListener("s") as listener, pytest.raises(AuthRejected, match="no answer"):
         listener.wait(0.05)
     assert threading.active_count() >= 1
+
+
+# ---------------------------------------------------------------- the service's answers
+
+
+def http_error(status: int, message: str) -> urllib.error.HTTPError:
+    body = json.dumps({"error": {"code": status, "message": message}}).encode()
+    return urllib.error.HTTPError(
+        "http://x/", status, "error", email.message.Message(), io.BytesIO(body)
+    )
+
+
+def test_identity_toolkit_refusals_read_as_sentences_and_outages_as_retryable() -> None:
+    wrong = _http_error(http_error(400, "INVALID_LOGIN_CREDENTIALS"))
+    assert isinstance(wrong, AuthRejected) and "wrong" in str(wrong)
+    weak = _http_error(http_error(400, "WEAK_PASSWORD : Password should be at least 6 characters"))
+    assert isinstance(weak, AuthRejected) and weak.code == "WEAK_PASSWORD"
+    unknown = _http_error(http_error(400, "SOMETHING_NEW"))
+    assert isinstance(unknown, AuthRejected) and str(unknown) == "something new"
+    assert isinstance(_http_error(http_error(503, "BACKEND_ERROR")), AuthUnreachable)
