@@ -27,7 +27,7 @@ async function main() {
   const config = await fetchConfig();
   view.setAgent(config.agent);
   const auth = new PageAuth(config.auth);
-  await auth.init();
+  await auth.init({ resumeUid: keptUid() });
 
   const engine = new ChatEngine({
     url: socketUrl(location.href),
@@ -169,6 +169,16 @@ async function main() {
     view.showSignIn(true);
   }
   /** @type {any} */ (window).deploychat.ready = true;
+}
+
+/** The user the kept session belongs to (the engine keeps it beside the session). */
+function keptUid() {
+  try {
+    const uid = JSON.parse(localStorage.getItem("deploychat.uid") ?? "null");
+    return typeof uid === "string" ? uid : null;
+  } catch {
+    return null;
+  }
 }
 
 /** @returns {Promise<import("./identity.js").PageConfig>} */

@@ -28,8 +28,13 @@ export class PageAuth {
     this.refreshTimer = null;
   }
 
-  /** Load the SDK and learn who is signed in already (a reload keeps the user). */
-  async init() {
+  /**
+   * Load the SDK and learn who is signed in already (a reload keeps the user).
+   * @param {{ resumeUid?: string|null }} [options] locally, the guest to resume if the SDK lost
+   *   it: the Auth emulator re-imports its users when `make dev` restarts and then refuses the
+   *   ID tokens it gave out before, so the SDK signs that user out
+   */
+  async init(options = {}) {
     if (this.mode === "none") return;
     const [app, sdk] = await Promise.all([
       import("./vendor/firebase/firebase-app.js"),
@@ -49,6 +54,14 @@ export class PageAuth {
       sdk.connectAuthEmulator(this.auth, this.config.emulator_url, { disableWarnings: true });
     }
     await this.auth.authStateReady();
+    if (!this.auth.currentUser && this.emulated && options.resumeUid) {
+      try {
+        // The emulator takes unsigned custom tokens (and only the emulator: never in production).
+        await sdk.signInWithCustomToken(this.auth, emulatorCustomToken(options.resumeUid));
+      } catch {
+        // That user is gone (make dev-reset): a new guest it is.
+      }
+    }
     // Who was signed in already (a reload): known now, before any observer has fired.
     this.user = this.auth.currentUser ? toPageUser(this.auth.currentUser) : null;
     this.auth.onIdTokenChanged((/** @type {any} */ user) => {
@@ -100,11 +113,27 @@ export class PageAuth {
   }
 }
 
+/** An unsigned custom token for the Auth emulator. @param {string} uid */
+function emulatorCustomToken(uid) {
+  const enc = (/** @type {object} */ o) => btoa(JSON.stringify(o)).replace(/=+$/, "").replace(/\+/g, "-").replace(/\//g, "_");
+  const now = Math.floor(Date.now() / 1000);
+  return `${enc({ alg: "none", typ: "JWT" })}.${enc({
+    aud: "https://identitytoolkit.googleapis.com/google.identity.identitytoolkit.v1.IdentityToolkit",
+    iss: "firebase-auth-emulator@example.com",
+    sub: "firebase-auth-emulator@example.com",
+    iat: now,
+    exp: now + 3600,
+    uid,
+  })}.`;
+}
+
 /** @param {any} user @returns {PageUser} */
 function toPageUser(user) {
+  const providers = Array.isArray(user.providerData) ? user.providerData.length : 0;
   return {
     uid: user.uid,
-    isAnonymous: Boolean(user.isAnonymous),
+    // A resumed local guest signs in by custom token: still a guest, with no provider of its own.
+    isAnonymous: Boolean(user.isAnonymous) || (!user.email && providers === 0),
     email: user.email ?? null,
     displayName: user.displayName ?? null,
   };

@@ -614,8 +614,8 @@ export class ChatEngine {
     }
     const kept = this.initSession;
     if (kept) {
-      this.emit("session-lost", kept);
       this.switchTo(null);
+      this.emit("session-lost", kept); // after the reset, so what it shows stays
       return;
     }
     if (!this.tokenRetried) {
