@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from chaos.faults import Plan
 from chaos.run import ChaosConfig, run_chaos
 from tests.conftest import ARTIFACTS
 
 
+@pytest.mark.timeout(1200)  # a stack of 11 processes; slow to start on a busy machine
 def test_a_small_chaos_run_breaks_no_promise() -> None:
     saved = dict(os.environ)
     try:
