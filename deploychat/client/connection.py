@@ -92,6 +92,14 @@ class _Refused(Exception):
     """The server will not have this client (bad token): retrying cannot help."""
 
 
+class _Busy(Exception):
+    """`rate_limited` at `init` (too many sockets or new sessions): wait, then try again."""
+
+    def __init__(self, retry_after_s: float) -> None:
+        super().__init__(retry_after_s)
+        self.retry_after_s = retry_after_s
+
+
 class _KeptSessionRefused(Exception):
     """`unauthorized` for the session asked for: it is gone, or not this user's."""
 
@@ -140,6 +148,8 @@ class ChatClient:
         # Set when the kept session was refused: the next `init` asks for a new session.
         self._fresh_session = False
         self._refusal = ""
+        # The server asked for at least this long before the next attempt (rate_limited).
+        self._wait_at_least_s = 0.0
 
     # ---------------------------------------------------------------- public API
 
@@ -261,6 +271,9 @@ class ChatClient:
         while True:
             reason = await self._session()
             delay = self._reconnector.next_delay(reason)
+            if delay is not None and self._wait_at_least_s:
+                delay = max(delay, self._wait_at_least_s)
+                self._wait_at_least_s = 0.0
             if delay is None:
                 self._set_state(ConnectionState.ERROR, reason=self._give_up_reason(reason))
                 self._wake.clear()
@@ -295,6 +308,9 @@ class ChatClient:
         except AuthRejected as exc:
             self._refusal = f"signing in failed: {exc}"
             return LostReason.REFUSED
+        except _Busy as exc:
+            self._wait_at_least_s = exc.retry_after_s
+            return LostReason.CLOSED
         except AuthUnreachable as exc:
             log.info("no fresh ID token: %s", exc)
             return LostReason.FAILED
@@ -363,10 +379,13 @@ class ChatClient:
             last_seq = 0 if session_id is None else self._seq.last
             init = InitFrame(type="init", session_id=session_id, last_seq=last_seq, token=token)
             await ws.send(dump_frame(init))
+            busy: float | None = None
             while True:
                 try:
                     frame = _parse(await ws.recv())
                 except ConnectionClosed as exc:
+                    if busy is not None:
+                        raise _Busy(busy) from None
                     if session_id is not None and _closed_reason(exc) is LostReason.REFUSED:
                         raise _KeptSessionRefused() from None
                     raise
@@ -378,6 +397,9 @@ class ChatClient:
                     self._emit(ServerError(frame))
                     if frame.code == "unauthorized":
                         raise _Refused(frame.message)
+                    if frame.code == "rate_limited":
+                        # A close (1008) follows; it is a "later", not a "never".
+                        busy = frame.retry_after_s or cfg.initial_backoff_s
         except BaseException:
             ws.transport.abort()
             raise

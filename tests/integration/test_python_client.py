@@ -39,7 +39,8 @@ FAST = ClientConfig(
     jitter=0.1,
     ping_interval_s=1.0,
     pong_timeout_s=1.0,
-    connect_timeout_s=3.0,
+    # Signing in and opening a session take Firestore writes: slow on a loaded machine.
+    connect_timeout_s=10.0,
     close_timeout_s=0.5,
 )
 
@@ -565,3 +566,37 @@ def test_refused_with_and_without_the_session_means_the_token_and_the_session_is
     assert source.forced == [False, False, True, True]
     assert session == "kept-session"
     assert not any(isinstance(u, SessionLost) for u in items)
+
+
+def test_rate_limited_at_init_waits_as_told_and_keeps_the_session() -> None:
+    async def handler(ws: ServerConnection, n: int) -> None:
+        if n == 1:
+            await ws.send(
+                json.dumps(
+                    {
+                        "type": "error",
+                        "code": "rate_limited",
+                        "message": "too many sockets; wait a little",
+                        "retry_after_s": 0.8,
+                    }
+                )
+            )
+            await ws.close(1008, "too many sockets")
+        else:
+            await ws.send(connected(session="kept-session"))
+            await hold(ws)
+
+    async def scenario() -> tuple[list[dict[str, Any]], list[Update], float]:
+        async with scripted_server(handler) as (url, inits):
+            config = replace(FAST, url=url, session_id="kept-session", initial_backoff_s=0.05)
+            async with ChatClient(config) as client:
+                rec = Recorder(client)
+                started = time.monotonic()
+                await client.wait_for(ConnectionState.CONNECTED, timeout=10)
+                return inits, rec.items, time.monotonic() - started
+
+    inits, items, took = run(scenario())
+    assert took >= 0.8 * 0.9  # retry_after_s, not the 0.05 s backoff (less its jitter)
+    assert [i.get("session_id") for i in inits] == ["kept-session", "kept-session"]
+    assert not any(isinstance(u, SessionLost) for u in items)
+    assert any(isinstance(u, ServerError) and u.frame.code == "rate_limited" for u in items)
