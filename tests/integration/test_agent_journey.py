@@ -222,7 +222,7 @@ def test_a_dockerfile_for_a_git_url_is_offered_for_download(
     offer = cards[-1]["data"]["generated_dockerfile"]
     assert offer["written_to"] is None and offer["filename"] == "Dockerfile"
     assert offer["dockerfile"].startswith("# syntax=docker/dockerfile:1")
-    assert "node server.js" in offer["dockerfile"]
+    assert 'CMD ["node", "server.js"]' in offer["dockerfile"]
 
 
 def test_declining_clears_the_confirmation(offline: Stack, uid: str) -> None:

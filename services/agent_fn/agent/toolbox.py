@@ -24,7 +24,8 @@ from .session_state import Workspace, read_state
 from .settings import AgentSettings
 from .tool_specs import TOOLS, AnalyseArgs, DeployArgs, DockerfileArgs
 from .tools import Analysis, ToolError, analyse_repository, generate_dockerfile
-from .tools.source import is_git_url, resolve_local, subfolder_of, resolve_local, subfolder_of
+from .tools.errors import ChooseApp
+from .tools.source import is_git_url, resolve_local, subfolder_of, resolve_local, subfolder_of, resolve_local, subfolder_of
 
 log = logging.getLogger(__name__)
 _tracer = tracer(__name__)
@@ -120,6 +121,8 @@ class Toolbox:
         step = self._analyse(source, subfolder)
         if "error" in step.outcome.response:
             raise ToolError(step.outcome.response["error"])
+        if "needs" in step.outcome.response:  # which app of a monorepo: the user must say
+            raise ToolError(step.outcome.response["summary"])
         return Analysis.model_validate(self._workspace["analysis"]), step.drafts
 
     # ---------------------------------------------------------------- tools
@@ -131,6 +134,13 @@ class Toolbox:
                 workdir=self._settings.work_dir / self._session_id,
                 local_root=self.local_root,
                 subfolder=subfolder,
+            )
+        except ChooseApp as exc:
+            # A question, not a failure: no error event; the user (or the model) names one.
+            return _Step(
+                ToolOutcome({"summary": exc.message, "apps": exc.apps, "needs": "subfolder"}),
+                [],
+                {},
             )
         except ToolError as exc:
             return _Step(
@@ -203,6 +213,12 @@ class Toolbox:
             "dockerfile": files.dockerfile,
             "dockerignore": files.dockerignore,
         }
+        # A re-analysis (after writing the file) starts the workspace afresh: keep the files.
+        self._workspace = {
+            **self._workspace,
+            "dockerfile": files.dockerfile,
+            "dockerignore": files.dockerignore,
+        }
         show = (
             f"\n\n**Dockerfile** for `{analysis.name}` ({files.base_image}, port {files.port}):"
             f"\n\n```dockerfile\n{files.dockerfile.rstrip()}\n```\n\n**.dockerignore**:\n\n"
@@ -221,6 +237,42 @@ class Toolbox:
             drafts,
             {"workspace": self._workspace},
         )
+
+    def _write_dockerfile(self, analysis: Analysis, dockerfile: str, ignore: str) -> str | None:
+        """Into the local folder, when local sources are on and it has no Dockerfile yet."""
+        source = self._workspace.get("source")
+        if self.local_root is None or not isinstance(source, str) or is_git_url(source):
+            return None
+        try:
+            folder, _ = subfolder_of(resolve_local(source, self.local_root), analysis.subfolder)
+        except ToolError:
+            return None
+        target = folder / "Dockerfile"
+        if analysis.dockerfile or target.exists():
+            return None  # never over the repository's own
+        target.write_text(dockerfile)
+        if not (folder / ".dockerignore").exists():
+            (folder / ".dockerignore").write_text(ignore)
+        return "Dockerfile"
+
+    def _dockerfile_event(
+        self, analysis: Analysis, dockerfile: str, files: Any, written: str | None
+    ) -> list[EventDraft]:
+        """An `analysis` event that shows the Dockerfile: written now, or offered to download."""
+        offer = {
+            "filename": "Dockerfile",
+            "dockerfile": dockerfile,
+            "dockerignore": files.dockerignore,
+        }
+        if written:
+            step = self._analyse(str(self._workspace["source"]), analysis.subfolder)
+            if "error" not in step.outcome.response:
+                for draft in step.drafts:
+                    draft["data"]["generated_dockerfile"] = {**offer, "written_to": written}
+                return step.drafts
+        data = _for_people(analysis.model_dump(mode="json"))
+        data["generated_dockerfile"] = {**offer, "written_to": None}
+        return [{"type": "analysis", "turn_id": self._turn_id, "data": data}]
 
     def _write_dockerfile(self, analysis: Analysis, dockerfile: str, ignore: str) -> str | None:
         """Into the local folder, when local sources are on and it has no Dockerfile yet."""
@@ -362,6 +414,13 @@ def describe_analysis(a: Analysis) -> str:
         lines.append(f"Tests: {', '.join(a.tests.paths[:3]) or 'yes'}{command}.")
     lines.extend(f"Note: {w}" for w in a.warnings[:3])
     return " ".join(lines)
+
+
+def _folder(subfolder: object) -> str | None:
+    if not isinstance(subfolder, str):
+        return None
+    text = subfolder.strip().strip("/").removeprefix("./")
+    return text or None
 
 
 def _folder(subfolder: object) -> str | None:

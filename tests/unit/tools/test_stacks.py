@@ -106,12 +106,8 @@ def test_other_stacks_are_named_and_built_with_buildpacks(
         version,
     )
     assert a.entry_point == entry
-    assert (
-        (a.evidence.get("language_version")
-        and a.evidence.get("framework"))
-        or (
-            language == "ruby"  # sinatra's evidence is its gem line
-        )
+    assert (a.evidence.get("language_version") and a.evidence.get("framework")) or (
+        language == "ruby"  # sinatra's evidence is its gem line
     )
     assert a.build == "buildpacks" and "buildpacks" in a.build_reason
     plan = plan_build(a, tmp_path / "repo")
@@ -172,7 +168,9 @@ def test_django_collectstatic_and_hosts(tmp_path: Path) -> None:
     files = generate_dockerfile(a)
     items = assert_common(files)
     text = files.dockerfile
-    collect = text.index("RUN DJANGO_SECRET_KEY=deploychat-placeholder python manage.py collectstatic")
+    collect = text.index(
+        "RUN DJANGO_SECRET_KEY=deploychat-placeholder python manage.py collectstatic"
+    )
     assert text.index("COPY . .") < collect < text.index("USER app")
     assert "from mysite.settings import *" in text and "> deploychat_settings.py" in text
     env = [args for kw, args in items if kw == "ENV" and "DJANGO_SETTINGS_MODULE" in args]
@@ -297,6 +295,8 @@ def test_a_monorepo_lists_its_apps_and_asks(tmp_path: Path) -> None:
     assert "`backend/` (python fastapi, backend/pyproject.toml)" in message
     assert "`frontend/` (node vite, frontend/package.json)" in message
     assert "Which one" in message
+    # A question (ChooseApp), with the apps for the model to offer.
+    assert [a["subfolder"] for a in raised.value.apps] == ["backend", "frontend"]  # type: ignore[attr-defined]
 
     a = analyse_repository(
         str(repo), workdir=tmp_path / "w", local_root=tmp_path, subfolder="backend"

@@ -16,7 +16,7 @@ from .detect_go import detect_go, is_go
 from .detect_node import detect_node, is_node
 from .detect_python import detect_python, is_python
 from .detect_static import detect_static
-from .errors import ToolError
+from .errors import ChooseApp, ToolError
 from .repo_files import IGNORED_DIRS, Limits, RepoFiles
 from .source import app_name, redact, resolve_source, subfolder_of
 
@@ -92,7 +92,13 @@ def analyse_directory(
     found, hints = _detect(repo, deploy)
     others = _apps_in_subfolders(repo) if found is None or found.language == "static" else []
     if others and (found is None or found.entry_point != "index.html"):
-        raise ToolError(_which_app(where, others, found is not None))
+        raise ChooseApp(
+            _which_app(where, others, found is not None),
+            [
+                {"subfolder": a.subfolder, "language": a.language, "framework": a.framework}
+                for a in others
+            ],
+        )
     if found is None and deploy.repo_dockerfile is not None:
         found = _dockerfile_only(deploy, hints)
     if found is None:

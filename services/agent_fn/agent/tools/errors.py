@@ -18,3 +18,14 @@ class Cancelled(Exception):
     Not a DeploychatError on purpose: a cancel is not a failure to report, and a generic
     `except DeploychatError` must not swallow it.
     """
+
+
+class ChooseApp(ToolError):
+    """The repository holds several apps and none at its root: the user picks a subfolder.
+
+    A question rather than a failure; `apps` are the subfolders, with what each one is.
+    """
+
+    def __init__(self, message: str, apps: list[dict[str, str]]) -> None:
+        super().__init__(message)
+        self.apps = apps
