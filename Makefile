@@ -60,7 +60,7 @@ integration: bootstrap
 e2e: bootstrap browser vendor
 	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
 
-test: bootstrap browser vendor lint js-unit
+test: bootstrap browser vendor lint js-unit conformance
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 # The benchmarks (not part of `make test`, which runs a tiny smoke of them): prints one table
