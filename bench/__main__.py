@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         log.info("scenario %s took %.0fs", name, time.monotonic() - t0)
 
     with BenchStack(log_dir) as bench:
-        from bench.scenarios import capacity, fanout, throughput, turns
+        from bench.scenarios import capacity, fanout, slow_readers, throughput, turns
 
         procs = bench.processes()
         scenario(
@@ -115,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         scenario("fanout", lambda: fanout.run(bench, plan))
         scenario("turns", lambda: turns.run(bench, plan))
         scenario("throughput", lambda: throughput.run(bench, plan))
+        scenario("slow_readers", lambda: slow_readers.run(bench.edge_port, procs.edge, plan))
 
     document["results"] = results
     document["errors"] = errors

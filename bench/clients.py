@@ -73,6 +73,9 @@ PONG_PREFIX: dict[Dialect, bytes] = {
     "socketio": b'42["pong"',
 }
 INIT = frame(b'{"type":"init"}')
+# Sockets that share one guest user: under the edge's limit of sockets per user (10 by default)
+# and, across a run, of new sessions per user an hour (30).
+SOCKETS_PER_GUEST = 8
 SIO_CONNECT = frame(b"40")
 EIO_PONG = frame(b"3")
 CLOSE = frame((1000).to_bytes(2, "big"), OP_CLOSE)
@@ -113,9 +116,10 @@ class Turn:
 class Socket(asyncio.Protocol):
     """One client WebSocket: a few attributes, no task."""
 
-    def __init__(self, worker: Worker, handshake: bytes) -> None:
+    def __init__(self, worker: Worker, handshake: bytes, init: bytes = INIT) -> None:
         self.worker = worker
         self.handshake = handshake
+        self.init = init
         self.transport: asyncio.Transport | None = None
         self.buffer = b""
         self.upgraded = False
@@ -268,7 +272,7 @@ class Worker:
 
     def on_upgraded(self, sock: Socket) -> None:
         if self.dialect == "ours" and self.send_init:
-            sock.write(INIT)
+            sock.write(sock.init)
         elif self.dialect == "bare" or self.dialect == "ours":
             sock.opened.set_result(None)
         # socketio: wait for the Engine.IO open packet ("0{...}").
@@ -359,11 +363,12 @@ class Worker:
         gate = asyncio.Semaphore(concurrency)
         errors: list[str] = []
         new: list[Socket] = []
+        inits = await self._inits(dialect, count) if init else [INIT] * count
         started = time.perf_counter()
 
-        async def one() -> None:
+        async def one(init_frame: bytes) -> None:
             async with gate:
-                sock = Socket(self, handshake)
+                sock = Socket(self, handshake, init_frame)
                 try:
                     await asyncio.wait_for(
                         self.loop.create_connection(lambda: sock, host, port), timeout_s
@@ -375,7 +380,7 @@ class Worker:
                     return
                 new.append(sock)
 
-        await asyncio.gather(*(one() for _ in range(count)))
+        await asyncio.gather(*(one(f) for f in inits))
         self.sockets.extend(new)
         return {
             "opened": len(new),
@@ -384,6 +389,26 @@ class Worker:
             "seconds": time.perf_counter() - started,
             "session_ids": [s.session_id for s in new if s.session_id],
         }
+
+    async def _inits(self, dialect: Dialect, count: int) -> list[bytes]:
+        """Each new socket's `init`: with an ID token when the edge signs users in (the stack's
+        Auth emulator), a new guest for every SOCKETS_PER_GUEST sockets, signed up before the
+        clock starts."""
+        if dialect != "ours" or not os.environ.get("FIREBASE_AUTH_EMULATOR_HOST"):
+            return [INIT] * count
+        from concurrent.futures import ThreadPoolExecutor
+
+        from tests.support.identity import sign_up_guest
+
+        guests = -(-count // SOCKETS_PER_GUEST)
+        with ThreadPoolExecutor(8) as pool:
+            users = await asyncio.gather(
+                *(self.loop.run_in_executor(pool, sign_up_guest) for _ in range(guests))
+            )
+        return [
+            text_frame({"type": "init", "token": users[i // SOCKETS_PER_GUEST].id_token})
+            for i in range(count)
+        ]
 
     async def set_heartbeat(self, interval_s: float) -> dict[str, Any]:
         """Every socket pings every `interval_s` (0: off), spread evenly over the interval."""

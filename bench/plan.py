@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-SCENARIOS = ("capacity", "peers", "fanout", "turns", "throughput")
+SCENARIOS = ("capacity", "peers", "fanout", "turns", "throughput", "slow_readers")
 
 
 @dataclass
@@ -46,6 +46,11 @@ class Plan:
     )
     step_s: float = 10.0
     turn_timeout_s: float = 60.0
+    # 6: sockets that never read (bench/scenarios/slow_readers.py).
+    slow_sockets: int = 5000
+    slow_share: float = 0.1
+    slow_frames: int = 400  # frames each stalled socket sends, all answered, none read
+    slow_wait_s: float = 14.0  # from the stall on: past the edge's 10 s write limit
     scenarios: tuple[str, ...] = SCENARIOS
 
 
@@ -72,4 +77,7 @@ def quick_plan() -> Plan:
         throughput_rates=[2.0, 5.0],
         step_s=2.0,
         turn_timeout_s=30.0,
+        slow_sockets=50,
+        slow_frames=100,
+        slow_wait_s=1.0,
     )

@@ -255,12 +255,81 @@ def throughput_rows(r: dict[str, Any] | None) -> list[Row]:
     return rows
 
 
+def slow_reader_rows(results: dict[str, Any]) -> list[Row]:
+    r = results.get("slow_readers")
+    if not r:
+        return []
+    label = f"6. {r['sockets']} sockets, {r['stalled']} never read"
+    bare = next(
+        (
+            s
+            for s in ((results.get("peers") or {}).get("websockets") or {}).get("steps", [])
+            if s["size"] == TARGET_SIZE
+        ),
+        None,
+    )
+    kb = r["kb_per_socket"]
+    # What the edge holds for a socket that does not read is bounded by its write limit: the
+    # frame being written (at most the 64 KiB frame limit) and the kernel's buffers.
+    per_stalled_kb = r["growth_mb"] * 1024 / max(1, r["stalled"])
+    waited = r.get("waited_s", 0) >= 10
+    spread99, burst99 = r["spread"]["p99"], r["burst"]["p99"]
+    return [
+        Row(label, "sockets held: readers + stalled", f"{r['readers']} + {r['stalled']}"),
+        Row(
+            label,
+            "RSS per socket, KB (all open)",
+            fmt(kb),
+            bare=fmt(bare["kb_per_socket"]) if bare else "",
+            bare_ratio=ratio(kb, bare["kb_per_socket"]) if bare else "",
+            target="<= 2x websockets" if bare else "",
+            met=verdict(kb <= 2 * bare["kb_per_socket"]) if bare else "",
+        ),
+        Row(
+            label,
+            "RSS growth while they stall, MB; KB per stalled socket",
+            f"{fmt(r['growth_mb'])}; {fmt(per_stalled_kb)}",
+            target="< 64 KB per stalled socket",
+            met=verdict(per_stalled_kb < 64),
+        ),
+        Row(
+            label,
+            f"stalled sockets dropped by the edge after {fmt(float(r.get('waited_s', 0)))} s",
+            f"{r['stalled_dropped']}/{r['stalled']}",
+            target="all (10 s write limit)" if waited else "",
+            met=verdict(r["stalled_dropped"] == r["stalled"]) if waited else "",
+        ),
+        Row(
+            label,
+            "readers' ping p50 / p99 ms, 200/s spread",
+            pair(r["spread"], "p50", "p99"),
+            target="p99 < 50",
+            met=verdict(spread99 is not None and spread99 < 50 and r["spread"]["lost"] == 0),
+        ),
+        Row(
+            label,
+            "readers' ping p50 / p99 ms, all at once",
+            pair(r["burst"], "p50", "p99"),
+            target="p99 < 250",
+            met=verdict(burst99 is not None and burst99 < 250 and r["burst"]["lost"] == 0),
+        ),
+        Row(
+            label,
+            "readers closed by the edge",
+            str(r["readers_closed"]),
+            target="0",
+            met=verdict(r["readers_closed"] == 0),
+        ),
+    ]
+
+
 def build_rows(results: dict[str, Any]) -> list[Row]:
     return [
         *capacity_rows(results),
         *fanout_rows(results.get("fanout")),
         *turn_rows(results.get("turns")),
         *throughput_rows(results.get("throughput")),
+        *slow_reader_rows(results),
     ]
 
 
