@@ -25,7 +25,8 @@ from .settings import AgentSettings
 from .tool_specs import TOOLS, AnalyseArgs, DeployArgs, DockerfileArgs
 from .tools import Analysis, ToolError, analyse_repository, generate_dockerfile
 from .tools.errors import ChooseApp
-from .tools.source import is_git_url, resolve_local, subfolder_of, resolve_local, subfolder_of, resolve_local, subfolder_of
+from .tools.local_steps import can_run_here
+from .tools.source import is_git_url, resolve_local, subfolder_of
 
 log = logging.getLogger(__name__)
 _tracer = tracer(__name__)
@@ -207,18 +208,6 @@ class Toolbox:
             "dockerfile": files.dockerfile,
             "dockerignore": files.dockerignore,
         }
-        # A re-analysis (after writing the file) starts the workspace afresh: keep the files.
-        self._workspace = {
-            **self._workspace,
-            "dockerfile": files.dockerfile,
-            "dockerignore": files.dockerignore,
-        }
-        # A re-analysis (after writing the file) starts the workspace afresh: keep the files.
-        self._workspace = {
-            **self._workspace,
-            "dockerfile": files.dockerfile,
-            "dockerignore": files.dockerignore,
-        }
         show = (
             f"\n\n**Dockerfile** for `{analysis.name}` ({files.base_image}, port {files.port}):"
             f"\n\n```dockerfile\n{files.dockerfile.rstrip()}\n```\n\n**.dockerignore**:\n\n"
@@ -237,78 +226,6 @@ class Toolbox:
             drafts,
             {"workspace": self._workspace},
         )
-
-    def _write_dockerfile(self, analysis: Analysis, dockerfile: str, ignore: str) -> str | None:
-        """Into the local folder, when local sources are on and it has no Dockerfile yet."""
-        source = self._workspace.get("source")
-        if self.local_root is None or not isinstance(source, str) or is_git_url(source):
-            return None
-        try:
-            folder, _ = subfolder_of(resolve_local(source, self.local_root), analysis.subfolder)
-        except ToolError:
-            return None
-        target = folder / "Dockerfile"
-        if analysis.dockerfile or target.exists():
-            return None  # never over the repository's own
-        target.write_text(dockerfile)
-        if not (folder / ".dockerignore").exists():
-            (folder / ".dockerignore").write_text(ignore)
-        return "Dockerfile"
-
-    def _dockerfile_event(
-        self, analysis: Analysis, dockerfile: str, files: Any, written: str | None
-    ) -> list[EventDraft]:
-        """An `analysis` event that shows the Dockerfile: written now, or offered to download."""
-        offer = {
-            "filename": "Dockerfile",
-            "dockerfile": dockerfile,
-            "dockerignore": files.dockerignore,
-        }
-        if written:
-            step = self._analyse(str(self._workspace["source"]), analysis.subfolder)
-            if "error" not in step.outcome.response:
-                for draft in step.drafts:
-                    draft["data"]["generated_dockerfile"] = {**offer, "written_to": written}
-                return step.drafts
-        data = _for_people(analysis.model_dump(mode="json"))
-        data["generated_dockerfile"] = {**offer, "written_to": None}
-        return [{"type": "analysis", "turn_id": self._turn_id, "data": data}]
-
-    def _write_dockerfile(self, analysis: Analysis, dockerfile: str, ignore: str) -> str | None:
-        """Into the local folder, when local sources are on and it has no Dockerfile yet."""
-        source = self._workspace.get("source")
-        if self.local_root is None or not isinstance(source, str) or is_git_url(source):
-            return None
-        try:
-            folder, _ = subfolder_of(resolve_local(source, self.local_root), analysis.subfolder)
-        except ToolError:
-            return None
-        target = folder / "Dockerfile"
-        if analysis.dockerfile or target.exists():
-            return None  # never over the repository's own
-        target.write_text(dockerfile)
-        if not (folder / ".dockerignore").exists():
-            (folder / ".dockerignore").write_text(ignore)
-        return "Dockerfile"
-
-    def _dockerfile_event(
-        self, analysis: Analysis, dockerfile: str, files: Any, written: str | None
-    ) -> list[EventDraft]:
-        """An `analysis` event that shows the Dockerfile: written now, or offered to download."""
-        offer = {
-            "filename": "Dockerfile",
-            "dockerfile": dockerfile,
-            "dockerignore": files.dockerignore,
-        }
-        if written:
-            step = self._analyse(str(self._workspace["source"]), analysis.subfolder)
-            if "error" not in step.outcome.response:
-                for draft in step.drafts:
-                    draft["data"]["generated_dockerfile"] = {**offer, "written_to": written}
-                return step.drafts
-        data = _for_people(analysis.model_dump(mode="json"))
-        data["generated_dockerfile"] = {**offer, "written_to": None}
-        return [{"type": "analysis", "turn_id": self._turn_id, "data": data}]
 
     def _write_dockerfile(self, analysis: Analysis, dockerfile: str, ignore: str) -> str | None:
         """Into the local folder, when local sources are on and it has no Dockerfile yet."""
@@ -365,6 +282,9 @@ class Toolbox:
             return _Step(ToolOutcome({"error": exc.message, "summary": exc.message}), [], {})
         assert analysis is not None
         try:
+            if args.target == "local" and self._settings.local_deploy:
+                # Said before the user confirms, not after: what this machine lacks.
+                can_run_here(analysis)
             pending, event = request_deployment(self._settings, self._turn_id, args, analysis)
         except ToolError as exc:
             return _Step(ToolOutcome({"error": exc.message, "summary": exc.message}), drafts, {})
@@ -414,20 +334,6 @@ def describe_analysis(a: Analysis) -> str:
         lines.append(f"Tests: {', '.join(a.tests.paths[:3]) or 'yes'}{command}.")
     lines.extend(f"Note: {w}" for w in a.warnings[:3])
     return " ".join(lines)
-
-
-def _folder(subfolder: object) -> str | None:
-    if not isinstance(subfolder, str):
-        return None
-    text = subfolder.strip().strip("/").removeprefix("./")
-    return text or None
-
-
-def _folder(subfolder: object) -> str | None:
-    if not isinstance(subfolder, str):
-        return None
-    text = subfolder.strip().strip("/").removeprefix("./")
-    return text or None
 
 
 def _folder(subfolder: object) -> str | None:

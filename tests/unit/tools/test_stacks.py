@@ -365,3 +365,21 @@ def test_the_local_spa_server_falls_back_to_index_html(spa_port: int) -> None:
         assert resp.status == 200 and resp.read() == b"<h1>spa</h1>"
     with urllib.request.urlopen(f"{base}/assets/a.js", timeout=5) as resp:
         assert resp.read() == b"1"
+
+
+@pytest.mark.parametrize(
+    ("builder", "needs"),
+    [
+        (samples.write_php_slim_app, "needs PHP"),
+        (samples.write_dockerfile_only_app, "needs Docker"),
+        (samples.write_dotnet_app, "needs the .NET SDK"),
+    ],
+)
+def test_a_local_run_says_what_it_needs_before_anything_starts(
+    tmp_path: Path, builder: Callable[[Path], Path], needs: str
+) -> None:
+    from agent.tools.local_steps import can_run_here
+
+    with pytest.raises(ToolError, match=needs) as raised:
+        can_run_here(analysed(builder, tmp_path))
+    assert "Cloud Run" in raised.value.message

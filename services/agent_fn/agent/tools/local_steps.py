@@ -35,6 +35,11 @@ def can_run_here(analysis: Analysis) -> None:
             f"{analysis.name} builds only with its own {analysis.dockerfile}, and a local run of "
             "a Dockerfile needs Docker, which I don't use here. Deploy it to Cloud Run instead."
         )
+    if analysis.language == "go" and shutil.which("go") is None:
+        raise ToolError(
+            "A local run of a Go app needs Go, which this machine does not have. Deploy it to "
+            "Cloud Run instead: the build runs there."
+        )
     if analysis.server == "buildpack":
         raise ToolError(
             f"A local run of a {analysis.language} app needs its runtime, which this machine "
