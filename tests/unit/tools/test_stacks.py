@@ -383,3 +383,13 @@ def test_a_local_run_says_what_it_needs_before_anything_starts(
     with pytest.raises(ToolError, match=needs) as raised:
         can_run_here(analysed(builder, tmp_path))
     assert "Cloud Run" in raised.value.message
+
+
+def test_an_api_without_a_root_page_is_checked_on_its_health_route(tmp_path: Path) -> None:
+    repo = samples.write_fastapi_app(tmp_path / "api")
+    main = (repo / "main.py").read_text().replace('@app.get("/")', '@app.get("/healthz")')
+    (repo / "main.py").write_text(main)
+    a = analyse_directory(repo)
+    assert a.health_path == "/healthz" and ev(a, "health") == [("main.py", 9)]
+    # With a root page, `/` it is.
+    assert analyse_directory(samples.write_flask_app(tmp_path / "flask")).health_path == "/"

@@ -299,6 +299,7 @@ def _assemble(
         runtime_env=found.runtime_env,
         build_env=found.build_env,
         local_run=found.local_run,
+        health_path=found.health_path,
         tests=found.tests,
         warnings=found.warnings,
         evidence=found.evidence,

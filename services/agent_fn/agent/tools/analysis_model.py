@@ -74,6 +74,7 @@ EvidenceField = Literal[
     "assets",
     "static_files",
     "hosts",
+    "health",
 ]
 
 MAX_EVIDENCE_PER_FIELD = 4

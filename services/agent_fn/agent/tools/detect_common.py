@@ -60,6 +60,7 @@ class Findings:
     assets: list[str] = field(default_factory=list)
     next_standalone: bool = False
     local_run: str | None = None  # why it cannot run here
+    health_path: str = "/"
 
     def add(self, name: EvidenceField, *items: Evidence) -> None:
         bucket = self.evidence.setdefault(name, [])
@@ -342,3 +343,26 @@ def scan_port(
             found.add("port", repo.evidence(hit[0], hit[1]))
             return True
     return False
+
+
+# Routes as the common frameworks declare them: @app.get("/x"), app.get('/x', ...),
+# HandleFunc("/x", ...), r.GET("/x", ...).
+_ROUTE = re.compile(
+    r"""(?:@\w+\.(?:get|route|api_route)|\.(?:get|GET|HandleFunc|Handle|Get))\(\s*['"](/[^'"]*)['"]"""
+)
+_HEALTH_ROUTES = ("/healthz", "/health", "/api/health", "/status", "/ping", "/readyz")
+
+
+def pick_health_path(repo: RepoFiles, found: Findings, sources: list[str]) -> None:
+    """`/`, unless the code declares routes, none of them `/`, and a health route among them:
+    an API without a root page answers 404 on `/` however healthy it is."""
+    routes: dict[str, Evidence] = {}
+    for rel, line, match in all_matches(repo, sources[:100], _ROUTE):
+        routes.setdefault(match.group(1), repo.evidence(rel, line))
+    if not routes or "/" in routes:
+        return
+    for path in _HEALTH_ROUTES:
+        if path in routes:
+            found.health_path = path
+            found.add("health", routes[path])
+            return

@@ -10,6 +10,7 @@ from .detect_common import (
     Findings,
     file_evidence,
     first_match,
+    pick_health_path,
     scan_env_vars,
     scan_port,
 )
@@ -66,6 +67,7 @@ def detect_go(repo: RepoFiles) -> Findings:
         if found.framework is not None:
             _port(repo, found, sources)
             _assets(repo, found, sources)
+            pick_health_path(repo, found, sources)
     found.env_vars = scan_env_vars(repo, sources, _ENV_PATTERNS)
     tests = repo.with_suffix("_test.go", limit=8)
     if tests:

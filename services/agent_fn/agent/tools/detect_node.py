@@ -12,6 +12,7 @@ from .detect_common import (
     Findings,
     file_evidence,
     first_match,
+    pick_health_path,
     pick_version,
     scan_env_vars,
     scan_port,
@@ -101,6 +102,8 @@ def detect_node(repo: RepoFiles) -> Findings:
     _entry_and_server(repo, found, package, scripts)
     if found.framework is not None:
         _port(repo, found, sources)
+        if found.framework in ("express", "fastify", "koa", "node"):
+            pick_health_path(repo, found, sources)
     found.env_vars = scan_env_vars(repo, sources, _ENV_PATTERNS)
     found.tests = _tests(repo, found, scripts)
     return found

@@ -14,6 +14,7 @@ from .detect_common import (
     all_matches,
     file_evidence,
     first_match,
+    pick_health_path,
     pick_version,
     scan_env_vars,
     scan_port,
@@ -118,6 +119,8 @@ def detect_python(repo: RepoFiles, procfile_web: tuple[str, Evidence] | None) ->
     if found.framework is not None:
         _port(repo, found, sources)
         _server(found, deps, procfile_web)
+        if found.framework in ("flask", "fastapi"):
+            pick_health_path(repo, found, sources)
     found.env_vars = scan_env_vars(repo, sources, _ENV_PATTERNS)
     found.tests = _tests(repo, found, deps)
     return found

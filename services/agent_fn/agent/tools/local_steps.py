@@ -251,6 +251,13 @@ def node_steps(analysis: Analysis) -> list[Step]:
         ]
     if analysis.build_script:
         steps.append(("building with npm run build", [need("npm"), "run", "build"]))
+    if analysis.next_standalone:
+        # The standalone server serves static files only from beside it, as in the image.
+        copy = (
+            "cp -r .next/static .next/standalone/.next/ "
+            "&& if [ -d public ]; then cp -r public .next/standalone/; fi"
+        )
+        steps.append(("preparing the standalone server", ["/bin/sh", "-c", copy]))
     return steps
 
 
@@ -305,6 +312,8 @@ def environment(
         env["STREAMLIT_BROWSER_GATHER_USAGE_STATS"] = "false"
     if analysis.language == "java":
         env["SERVER_PORT"] = str(port)  # Spring Boot's server.port
+    if analysis.next_standalone:
+        env["HOSTNAME"] = "127.0.0.1"  # where Next's standalone server listens
     env["PATH"] = ":".join([*paths, env.get("PATH", "")])
     env.update(extra)
     env["PORT"] = str(port)  # last: the port we chose and health-check wins
@@ -321,6 +330,8 @@ def start(analysis: Analysis, run_dir: Path, app_dir: Path, port: int) -> list[s
         return [sys.executable, str(SPA_SERVER), str(folder), str(port), host]
     if analysis.server == "java":
         return _java_start(analysis, app_dir, port)
+    if analysis.server == "next" and analysis.next_standalone:
+        return [need("node"), str(app_dir / ".next" / "standalone" / "server.js")]
     argv = start_argv(
         analysis.server, analysis.app_target, port=str(port), host=host, factory=analysis.factory
     )
