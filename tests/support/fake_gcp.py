@@ -265,9 +265,7 @@ class FakeGcp:
         for step in data.get("steps", []):
             step["status"] = "QUEUED"
         # Notified builds start QUEUED; their first `advance` starts the first step.
-        build = self.builds[build_id] = _Build(
-            p, location, data, polls=1 if self._notifying else 0
-        )
+        build = self.builds[build_id] = _Build(p, location, data, polls=1 if self._notifying else 0)
         self._changed(build)
         if self.auto_advance_s is not None:
             threading.Thread(target=self._auto, args=(build,), daemon=True).start()
@@ -544,3 +542,28 @@ def _error(code: int, message: str) -> tuple[int, Any]:
     return code, {
         "error": {"code": code, "message": message, "status": _STATUS_NAMES.get(code, "UNKNOWN")}
     }
+
+
+def main() -> None:
+    """Run the fake for a local stack: `python -m tests.support.fake_gcp --topic TOPIC`.
+
+    Builds move by themselves (every `--step-s`) and notify the topic, so a `make dev` agent
+    started with DEPLOYCHAT_CLOUDBUILD_ENDPOINT and DEPLOYCHAT_STORAGE_ENDPOINT set to the
+    printed URL shows a Cloud Run deployment's whole progress without Google Cloud.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--topic", required=True, help="projects/<p>/topics/cloud-builds")
+    parser.add_argument("--step-s", type=float, default=2.0)
+    args = parser.parse_args()
+    fake = FakeGcp(notify_topic=args.topic, auto_advance_s=args.step_s).start()
+    print(fake.url, flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        fake.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -7,6 +7,7 @@ import base64
 import io
 import json
 import tarfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -282,3 +283,14 @@ def test_target_is_validated(bad: dict[str, str]) -> None:
 
 def test_result_is_json_serialisable(fake: FakeGcp, tmp_path: Path) -> None:
     json.dumps(start(fake, tmp_path).model_dump(mode="json"))
+
+
+def test_the_fake_moves_builds_by_itself_for_a_local_stack(tmp_path: Path) -> None:
+    with FakeGcp(**HELD, auto_advance_s=0.01) as fake:  # type: ignore[arg-type]
+        started = start(fake, tmp_path)
+        deadline = time.monotonic() + 30
+        while not fake.held or fake.held[-1]["status"] != "SUCCESS":
+            assert time.monotonic() < deadline, fake.held
+            time.sleep(0.01)
+    assert [b["status"] for b in fake.held] == ["QUEUED"] + ["WORKING"] * 4 + ["SUCCESS"]
+    assert all(b["id"] == started.build_id for b in fake.held)
