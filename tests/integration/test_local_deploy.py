@@ -292,3 +292,21 @@ def _running(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+@pytest.mark.skipif(shutil.which("npm") is None, reason="needs npm and the npm registry")
+def test_vite_spa_is_built_and_served_with_a_fallback(
+    tmp_path: Path, deployed: list[DeployResult]
+) -> None:
+    source = samples.write_vite_spa(tmp_path / "spa")
+    (source / "package-lock.json").unlink()  # resolved from the registry (npm install)
+    package = (
+        (source / "package.json").read_text().replace(',\n    "@vitejs/plugin-react": "^4.3.0"', "")
+    )
+    (source / "package.json").write_text(package)
+    result = deploy(source, tmp_path / "state", Recorder(), install_timeout_s=600)
+    deployed.append(result)
+    status, body = get(result.url)
+    # The built page (its script bundled into assets/), not the source index.html.
+    assert status == 200 and "/assets/" in body and "/src/main.jsx" not in body
+    assert get(result.url + "/some/client/route") == (status, body)

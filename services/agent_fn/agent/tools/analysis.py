@@ -23,6 +23,7 @@ from .source import app_name, redact, resolve_source, subfolder_of
 MAX_ANALYSIS_BYTES = 20_000
 MONOREPO_DEPTH = 3  # how deep subfolders are searched for apps
 MAX_OTHER_APPS = 8
+MAX_CANDIDATES = 30
 
 _LOOKED_FOR = (
     "Python (requirements.txt, pyproject.toml or Pipfile with Flask, FastAPI, Django, Streamlit "
@@ -184,7 +185,7 @@ def _apps_in_subfolders(repo: RepoFiles) -> list[AppDir]:
             and not any(part in IGNORED_DIRS for part in f.split("/"))
         },
         key=lambda d: (d.count("/"), d),
-    )
+    )[:MAX_CANDIDATES]  # each one is listed and read: a bound on the work
     apps: list[AppDir] = []
     for folder in candidates:
         if len(apps) >= MAX_OTHER_APPS:
