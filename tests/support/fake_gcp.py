@@ -1,14 +1,14 @@
 """A local fake of the Google Cloud REST calls the deploy tools make, for the real clients.
 
-Serves Cloud Build v1 (create, get, cancel a build; get its operation), Cloud Run Admin v2
-(get, create, patch a service; get the rollout operation) and the Cloud Storage JSON API
-(media upload, bucket creation) on 127.0.0.1. Point `cloudbuild_v1.CloudBuildClient` and
-`run_v2.ServicesClient` at `fake.url` with `transport="rest"`, `AnonymousCredentials()` and
-`client_options={"api_endpoint": fake.url}`.
+Serves Cloud Build v1 (create, get, list, cancel a build; get its operation) and the Cloud
+Storage JSON API (media upload, bucket creation) on 127.0.0.1. Point
+`cloudbuild_v1.CloudBuildClient` at `fake.url` with `transport="rest"`, `AnonymousCredentials()`
+and `client_options={"api_endpoint": fake.url}` (agent.tools.cloud_run_deploy.build_client).
+Cloud Run itself is deployed by the build's last step (`gcloud run deploy`), not by an API call.
 
-State advances on each poll, like the real services: a build is QUEUED on the first GET, then
-WORKING through its steps, then SUCCESS (or FAILURE with `fail_build`); a Cloud Run operation is
-done after `rollout_polls` GETs. Everything received is recorded for assertions.
+Without notifications, state advances on each poll, like the real service: a build is QUEUED on
+the first GET, then WORKING through its steps, then SUCCESS (or FAILURE with `fail_build`).
+Everything received is recorded for assertions.
 
 Build notifications, as Cloud Build sends them to its `cloud-builds` topic: with `notify_topic`
 (`projects/<p>/topics/<t>`, on the Pub/Sub emulator) every state a build enters (QUEUED, WORKING
@@ -36,7 +36,6 @@ from urllib.parse import parse_qs, urlsplit
 
 BUILD_METADATA_TYPE = "type.googleapis.com/google.devtools.cloudbuild.v1.BuildOperationMetadata"
 BUILD_TYPE = "type.googleapis.com/google.devtools.cloudbuild.v1.Build"
-SERVICE_TYPE = "type.googleapis.com/google.cloud.run.v2.Service"
 FAKE_DIGEST = "sha256:" + "ab" * 32
 
 _TERMINAL = {"SUCCESS", "FAILURE", "INTERNAL_ERROR", "TIMEOUT", "CANCELLED", "EXPIRED"}
@@ -62,21 +61,10 @@ class _Build:
 
 
 @dataclass
-class _Operation:
-    name: str
-    service: str
-    polls: int = 0
-    error: dict[str, Any] | None = None
-
-
-@dataclass
 class FakeGcp:
     # Cloud Build: how the build ends, and at which step a failure happens.
     fail_build: bool = False
     failing_step: int = 0
-    # Cloud Run: GETs of the operation before it is done; an error to end it with.
-    rollout_polls: int = 2
-    rollout_error: dict[str, Any] | None = None
     # Buckets that exist already (others 404 on upload until created).
     buckets: set[str] = field(default_factory=set)
     # Build notifications (see the module's docstring).
@@ -85,16 +73,14 @@ class FakeGcp:
     hold_notifications: bool = False
     held: list[dict[str, Any]] = field(default_factory=list)
     published: list[tuple[str, str]] = field(default_factory=list)  # (build id, status)
-    # Answer the next call of a kind ("upload", "create_build", "get_build", "create_service",
-    # "get_service") with this (HTTP status, message) instead.
+    # Answer the next call of a kind ("upload", "create_build", "get_build") with this (HTTP
+    # status, message) instead.
     fail_next: dict[str, tuple[int, str]] = field(default_factory=dict)
 
     requests: list[Request] = field(default_factory=list)
     uploads: dict[tuple[str, str], bytes] = field(default_factory=dict)
     builds: dict[str, _Build] = field(default_factory=dict)
     cancelled_builds: list[str] = field(default_factory=list)
-    services: dict[str, dict[str, Any]] = field(default_factory=dict)
-    operations: dict[str, _Operation] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -187,26 +173,6 @@ class FakeGcp:
             "_get_build",
         ),
         ("GET", re.compile(r"^/v1/(?P<name>(?:projects/.+/)?operations/.+)$"), "_get_build_op"),
-        (
-            "GET",
-            re.compile(r"^/v2/(?P<name>projects/[^/]+/locations/[^/]+/services/[^/]+)$"),
-            "_get_service",
-        ),
-        (
-            "POST",
-            re.compile(r"^/v2/(?P<parent>projects/[^/]+/locations/[^/]+)/services$"),
-            "_create_service",
-        ),
-        (
-            "PATCH",
-            re.compile(r"^/v2/(?P<name>projects/[^/]+/locations/[^/]+/services/[^/]+)$"),
-            "_update_service",
-        ),
-        (
-            "GET",
-            re.compile(r"^/v2/(?P<name>projects/[^/]+/locations/[^/]+/operations/[^/]+)$"),
-            "_get_run_op",
-        ),
     )
 
     def handle(self, request: Request) -> tuple[int, Any]:
@@ -435,76 +401,6 @@ class FakeGcp:
         if done:
             op["response"] = {"@type": BUILD_TYPE, **build.data}
         return 200, op
-
-    # ------------------------------------------------------------ Cloud Run
-
-    def _get_service(self, request: Request, name: str) -> tuple[int, Any]:
-        if injected := self._injected("get_service"):
-            return injected
-        service = self.services.get(name)
-        if service is None:
-            return _error(
-                404, f"Resource '{name.rsplit('/', 1)[-1]}' of kind 'SERVICE' does not exist."
-            )
-        return 200, service
-
-    def _create_service(self, request: Request, parent: str) -> tuple[int, Any]:
-        if injected := self._injected("create_service"):
-            return injected
-        service_id = request.query.get("serviceId", [""])[0]
-        name = f"{parent}/services/{service_id}"
-        if name in self.services:
-            return _error(409, f"Resource '{service_id}' already exists.")
-        service = dict(request.json())
-        region = parent.rsplit("/", 1)[-1]
-        service.update(
-            name=name,
-            uid=str(uuid.uuid4()),
-            generation="1",
-            uri=f"https://{service_id}-abc123xyz-{_region_code(region)}.a.run.app",
-        )
-        self.services[name] = service
-        return 200, self._new_operation(parent, name)
-
-    def _update_service(self, request: Request, name: str) -> tuple[int, Any]:
-        current = self.services.get(name)
-        if current is None:
-            return _error(404, f"Resource '{name}' does not exist.")
-        service = dict(request.json())
-        service.update(
-            name=name,
-            uid=current["uid"],
-            uri=current["uri"],
-            generation=str(int(current["generation"]) + 1),
-        )
-        self.services[name] = service
-        return 200, self._new_operation(name.rsplit("/services/", 1)[0], name)
-
-    def _new_operation(self, parent: str, service: str) -> dict[str, Any]:
-        op = _Operation(name=f"{parent}/operations/{uuid.uuid4()}", service=service)
-        self.operations[op.name] = op
-        return self._operation_json(op)
-
-    def _operation_json(self, op: _Operation) -> dict[str, Any]:
-        service = self.services[op.service]
-        done = op.polls >= self.rollout_polls
-        out: dict[str, Any] = {
-            "name": op.name,
-            "metadata": {"@type": SERVICE_TYPE, **service, "reconciling": not done},
-            "done": done,
-        }
-        if done and self.rollout_error is not None:
-            out["error"] = self.rollout_error
-        elif done:
-            out["response"] = {"@type": SERVICE_TYPE, **service}
-        return out
-
-    def _get_run_op(self, request: Request, name: str) -> tuple[int, Any]:
-        op = self.operations.get(name)
-        if op is None:
-            return _error(404, f"operation {name} not found")
-        op.polls += 1
-        return 200, self._operation_json(op)
 
 
 def _step_output(build: _Build, step: dict[str, Any]) -> str:
