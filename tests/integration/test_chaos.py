@@ -21,7 +21,7 @@ def test_a_small_chaos_run_breaks_no_promise() -> None:
             ChaosConfig(
                 seed=7,
                 sessions=40,
-                turns=320,
+                turns=240,
                 edges=2,
                 functions=2,
                 time_limit_s=420,
@@ -43,8 +43,8 @@ def test_a_small_chaos_run_breaks_no_promise() -> None:
         os.environ.update(saved)
     print(outcome.table())
     verdict = outcome.verdict
-    assert verdict.acked == verdict.sent == 320
+    assert verdict.acked == verdict.sent == 240
     assert verdict.failures() == 0, verdict.problems
-    assert verdict.answered == 320
+    assert verdict.answered == 240
     assert outcome.faults.get("firestore_pause") == 1
     assert outcome.faults.get("function_sigkill") == 2
