@@ -309,10 +309,14 @@ class Toolbox:
 
 def describe_analysis(a: Analysis) -> str:
     version = f" {a.language_version}" if a.language_version else ""
-    lines = [
-        f"**{a.name}** is a {a.language.capitalize()}{version} {a.framework} app "
-        f"({a.package_manager}{', ' + a.lock_file if a.lock_file else ''})."
-    ]
+    names = {"php": "PHP", "dotnet": ".NET", "node": "Node.js"}
+    language = names.get(a.language, a.language.capitalize())
+    manager = f"{a.package_manager}{', ' + a.lock_file if a.lock_file else ''}"
+    lines = (
+        [f"**{a.name}** is an app I don't build myself, but it has its own `{a.dockerfile}`."]
+        if a.language == "other"
+        else [f"**{a.name}** is a {language}{version} {a.framework} app ({manager})."]
+    )
     port = f"port {a.port}" if a.port else "the port in `$PORT`"
     reads = " (it reads `PORT`)" if a.reads_port_env else ""
     lines.append(f"It starts with `{a.start_command}` and listens on {port}{reads}.")

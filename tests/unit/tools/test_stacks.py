@@ -393,3 +393,14 @@ def test_an_api_without_a_root_page_is_checked_on_its_health_route(tmp_path: Pat
     assert a.health_path == "/healthz" and ev(a, "health") == [("main.py", 9)]
     # With a root page, `/` it is.
     assert analyse_directory(samples.write_flask_app(tmp_path / "flask")).health_path == "/"
+
+
+def test_the_summary_says_how_it_builds(tmp_path: Path) -> None:
+    from agent.toolbox import describe_analysis
+
+    other = describe_analysis(analysed(samples.write_dockerfile_only_app, tmp_path))
+    assert other.startswith("**repo** is an app I don't build myself, but it has its own")
+    assert "repository's own Dockerfile" in other
+    php = describe_analysis(analyse_directory(samples.write_php_slim_app(tmp_path / "php")))
+    assert php.startswith("**php** is a PHP 8.2 slim app (composer)") and "buildpacks" in php
+    assert "A local run needs PHP" in php
