@@ -282,7 +282,7 @@ def test_new_conversation_keeps_the_old_one_and_opening_it_replays_it(
     items.nth(1).click()
     wait_state(page, "connected")
     expect(page.locator("#log li.msg.user .bubble")).to_have_text([f"first conversation [[{uid}]]"])
-    expect(finals(page)).to_have_text([f"Echo: first conversation [[{uid}]]"])
+    expect(finals(page).locator(".bubble")).to_have_text([f"Echo: first conversation [[{uid}]]"])
     assert session_id(page) == first
     assert page.evaluate("document.activeElement.id") == "input"
     expect(page.locator("#sessions button.session").nth(1)).to_have_attribute(

@@ -350,6 +350,11 @@ export class ChatView {
     }
     const final = reply.li.dataset.final === "true";
     reply.bubble.replaceChildren(renderMarkdown(reply.text, this.doc, { partial: !final }));
+    // A code block that scrolls sideways must be reachable by keyboard (WCAG 2.1.1).
+    for (const pre of reply.bubble.querySelectorAll("pre")) {
+      pre.tabIndex = 0;
+      pre.setAttribute("aria-label", "Code");
+    }
     if (final) {
       highlightWithin(reply.bubble, this.doc).catch(() => {});
       if (live) this.announce(`Assistant: ${reply.bubble.textContent ?? ""}${event.stopped ? " (stopped)" : ""}`);
