@@ -108,7 +108,7 @@ def run(bench: BenchStack, plan: Plan) -> dict[str, Any]:
     append_s = [done - began for _, _, began, done in written]
     span = max(r["seconds"] for r in reports) if reports else 0.0
     cost = {
-        key: sum(r["cost"][key] for r in reports)
+        key: sum(r["cost"].get(key, 0) for r in reports)
         for key in ("begins", "begin_reads", "begin_writes", "appends", "reads", "writes")
     }
     return {
