@@ -219,14 +219,17 @@ def test_a_kept_session_that_is_gone_is_said_and_a_new_one_starts(
 
 
 @pytest.fixture
-def offline_edge(offline: Stack) -> Iterator[Stack]:
-    """Offline mode, and an edge that says so in /api/config (it reads the model at start)."""
-    saved = dict(offline.config.edge_env)
-    offline.config.edge_env = {**saved, "DEPLOYCHAT_AGENT_MODEL": ""}
-    offline.restart_edge()
-    yield offline
-    offline.config.edge_env = saved
-    offline.restart_edge()
+def offline_edge(stack: Stack) -> Iterator[Stack]:
+    """Offline mode (as the `offline` fixture), and an edge that says so in /api/config: the
+    edge reads the model at start, from the function's settings, so both restart, both ways."""
+    function_env, edge_env = dict(stack.config.function_env), dict(stack.config.edge_env)
+    stack.config.function_env = {"DEPLOYCHAT_OFFLINE_PIECE_DELAY_MS": "0"}
+    stack.restart_function()
+    stack.restart_edge()
+    yield stack
+    stack.config.function_env, stack.config.edge_env = function_env, edge_env
+    stack.restart_function()
+    stack.restart_edge()
 
 
 def test_the_empty_state_teaches_and_its_suggestions_work(
