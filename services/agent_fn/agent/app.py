@@ -14,6 +14,7 @@ from .deployment_events import BuildEvents
 from .gcp_clients import gcp_clients
 from .model import Model, build_model
 from .settings import AgentSettings
+from .sweeper import TurnSweeper
 from .turn_runner import TurnRunner
 
 
@@ -31,6 +32,7 @@ class Agent:
         self._model = model
         self._runner: TurnRunner | None = None
         self._build_events: BuildEvents | None = None
+        self._sweeper: TurnSweeper | None = None
         self._lock = threading.Lock()
 
     @property
@@ -63,6 +65,15 @@ class Agent:
             if self._build_events is None:
                 self._build_events = BuildEvents(db, self.settings, gcp_clients(self.settings))
             return self._build_events
+
+    @property
+    def sweeper(self) -> TurnSweeper:
+        """The stuck-turn sweeper (the `sweep_turns` entry point)."""
+        db = self.db
+        with self._lock:
+            if self._sweeper is None:
+                self._sweeper = TurnSweeper(db, self.settings)
+            return self._sweeper
 
 
 _agent: Agent | None = None

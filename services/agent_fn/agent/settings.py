@@ -102,6 +102,29 @@ class AgentSettings(CommonSettings):
         default=600.0,
         description="How long a running turn holds its session before another turn may take over.",
     )
+    turn_heartbeat_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="A running turn says it is alive this often; after 3 missed beats it is taken "
+        "for dead: a copy of it takes over, or the sweeper drives it again.",
+    )
+    turns_topic: str = Field(
+        default="deploychat-turns",
+        description="Pub/Sub topic (id) of the chat turns (the sweeper publishes stuck ones).",
+    )
+    sweep_retry_after_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="After the sweeper publishes a stuck turn again, how long it waits for an "
+        "attempt to start before it counts the next try.",
+    )
+    sweep_max_redrives: int = Field(
+        default=3,
+        ge=1,
+        description="Publishes of a stuck turn without any new attempt before the sweeper closes "
+        "it with an error.",
+    )
+    sweep_batch: int = Field(default=200, ge=1, description="Stuck sessions one sweep handles.")
     max_tool_rounds: int = Field(
         default=6,
         ge=1,

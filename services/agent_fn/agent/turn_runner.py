@@ -80,6 +80,7 @@ class TurnRunner:
             turn.turn_id,
             lease_s=self._settings.turn_lease_s,
             ttl_s=self._settings.session_ttl_days * 86400,
+            heartbeat_s=self._settings.turn_heartbeat_s,
         )
         # The user's message and typing go with the lease: one commit before the model is asked.
         progress = turn_log.begin(lambda found: self._opening(turn, found))
@@ -90,6 +91,9 @@ class TurnRunner:
             self._run(turn, turn_log, progress)
         except LeaseLost:
             log.warning("turn %s/%s: a newer attempt took over", turn.session_id, turn.turn_id)
+        finally:
+            # No heartbeat outlives the attempt (a transient failure is retried by Pub/Sub).
+            turn_log.end()
 
     def _opening(
         self, turn: TurnRequest, progress: TurnProgress
