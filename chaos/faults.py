@@ -55,7 +55,7 @@ class Publisher:
     """Turns straight to the stack's topic, as a misbehaving publisher would send them."""
 
     def __init__(self, stack: Stack) -> None:
-        from google.cloud import pubsub_v1
+        from google.cloud import pubsub_v1  # type: ignore[attr-defined,unused-ignore]
 
         self._client = pubsub_v1.PublisherClient()
         self._topic = self._client.topic_path(stack.config.project, stack.config.topic)

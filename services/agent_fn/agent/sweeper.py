@@ -217,7 +217,7 @@ class PubSubRepublisher:
         self._client = client
 
     def __call__(self, turn: TurnRequest) -> None:
-        from google.cloud import pubsub_v1  # type: ignore[attr-defined]
+        from google.cloud import pubsub_v1  # type: ignore[attr-defined,unused-ignore]
 
         if self._client is None:
             self._client = pubsub_v1.PublisherClient()
