@@ -179,14 +179,17 @@ def _writer(
             logs.append((session, turn_id, turn_log))
         if not logs:
             return
-        # Each session every 1/rate s; this thread's sessions evenly staggered in between.
+        # Each session every 1/rate s; this thread's sessions evenly staggered in between. A
+        # thread whose begins ran past the start (a loaded machine) starts its window late
+        # rather than skipping it.
         step = 1.0 / rate / len(logs)
-        end = start_at + duration_s
+        begin_at = max(start_at, time.time())
+        end = begin_at + duration_s
         k = 0
         text: dict[str, str] = collections.defaultdict(str)
         seqs: dict[str, int] = collections.defaultdict(int)
         while True:
-            due = start_at + k * step
+            due = begin_at + k * step
             if due >= end or time.time() >= end:
                 break  # bounded in time: a writer that fell behind stops at the end anyway
             session, turn_id, turn_log = logs[k % len(logs)]
