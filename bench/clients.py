@@ -73,9 +73,9 @@ PONG_PREFIX: dict[Dialect, bytes] = {
     "socketio": b'42["pong"',
 }
 INIT = frame(b'{"type":"init"}')
-# Sockets that share one guest user. One: the edge records each user's sockets and sessions in
-# a Firestore transaction per user, and on the emulator several sockets of one user opened at
-# the same instant fail it ("Transaction lock timeout"); a person opens one or two, not eight.
+# Sockets that share one guest user. One: the edge counts each user's new sessions in one
+# Firestore document, in a transaction, and several sockets of one user opened at the same
+# instant contend for it (on the emulator: "Transaction lock timeout"); people open one or two.
 SOCKETS_PER_GUEST = 1
 SIO_CONNECT = frame(b"40")
 EIO_PONG = frame(b"3")
