@@ -56,8 +56,9 @@ def healing(fake_gemini: FakeGemini) -> Iterator[Stack]:
         function_env={
             **function_env(fake_gemini),
             "DEPLOYCHAT_TURN_HEARTBEAT_S": "1",
-            # Three publishes without an attempt, 10 s apart: instances may take that to start.
+            # Publishes without an attempt, 10 s apart: instances take up to a minute to start.
             "DEPLOYCHAT_SWEEP_RETRY_AFTER_S": "10",
+            "DEPLOYCHAT_SWEEP_MAX_REDRIVES": "12",
         },
         edge_env={
             "DEPLOYCHAT_FEED_LINGER_S": "2",
