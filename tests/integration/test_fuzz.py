@@ -275,6 +275,20 @@ def closing_sockets(url: str, cases: list[Closing], tally: Tally) -> None:
         closing_socket(url, case, tally)
 
 
+def edge_feeds(stack: Stack) -> int:
+    status, body = http_get(f"{stack.edge_url}/healthz")
+    assert status == 200, status
+    feeds: int = json.loads(body)["feeds"]
+    return feeds
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "the edge did not let go of the round's sessions"
+        time.sleep(0.2)
+
+
 def run_round(url: str, round_no: int, tally: Tally) -> None:
     rng = random.Random(round_no)
     cases = [closing(rng) for _ in range(CLOSING_PER_ROUND)]
@@ -304,6 +318,10 @@ def test_the_edge_survives_a_fuzzer(stack: Stack) -> None:
     try:
         for round_no in range(ROUNDS):
             run_round(url, round_no, tally)
+            # Read at the same point of each round: when the edge has let go of the round's
+            # sessions (their feeds linger a moment after the last socket), so only the healthy
+            # session's feed is left.
+            wait_for(lambda: edge_feeds(stack) <= 1, 60)
             rss.append(worker.memory_info().rss)
     finally:
         healthy.stop.set()
