@@ -144,10 +144,16 @@ def test_a_google_user_is_shown_and_sign_in_with_google_asks_google(
     page: Page, proxy: TcpProxy, uid: str
 ) -> None:
     open_page(page, proxy)
-    # "Sign in with Google" goes through the SDK's popup flow, which needs Google's script; this
-    # machine has no internet, so it must fail with a clear word, not break the page.
+    # "Sign in with Google" goes through the SDK's popup flow, which loads Google's script. It
+    # is refused here (as on a machine without internet, like this one): the page must say so
+    # clearly, not break.
     requested: list[str] = []
-    page.on("request", lambda r: requested.append(r.url) if "apis.google.com" in r.url else None)
+
+    def refuse(route: Any) -> None:
+        requested.append(route.request.url)
+        route.abort()
+
+    page.route("https://apis.google.com/**", refuse)
     page.click("#google-sign-in")
     toast = page.locator(".toast.error")
     expect(toast).to_contain_text("Google sign-in did not work", timeout=40_000)
