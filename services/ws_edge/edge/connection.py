@@ -38,7 +38,7 @@ from deploychat.protocol import (
     parse_client_frame,
 )
 from deploychat.tracing import tracer
-from deploychat.turn_message import TurnRequest
+from deploychat.turn_message import CancelRequest, TurnRequest
 
 from .identity import TokenVerifier, Unauthorized, User
 from .limits import RateLimited, SocketRegistry
@@ -311,7 +311,12 @@ class Connection:
 
     def _cancel(self, frame: CancelFrame, session_id: str, user: User) -> None:
         try:
-            self._services.store.request_cancel(session_id, user, frame.turn_id)
+            deploying = self._services.store.request_cancel(session_id, user, frame.turn_id)
+            if deploying:
+                # The build runs on with no turn to read the flag: tell the agent at once.
+                self._services.publisher.publish_cancel(
+                    CancelRequest(session_id=session_id, turn_id=frame.turn_id)
+                )
         except RateLimited as exc:
             self._error(
                 "rate_limited", "too many cancels; wait a little", frame.turn_id, exc.retry_s

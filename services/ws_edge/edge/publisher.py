@@ -9,7 +9,7 @@ from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 
 from deploychat.errors import TransientError
 from deploychat.tracing import inject
-from deploychat.turn_message import TurnRequest
+from deploychat.turn_message import CancelRequest, TurnRequest
 
 from .settings import EdgeSettings
 
@@ -54,3 +54,15 @@ class TurnPublisher:
             client.resume_publish(self._topic, turn.session_id)
             log.warning("publish of turn %s failed: %s", turn.turn_id, exc)
             raise TransientError("the message could not be accepted; send it again") from exc
+
+    def publish_cancel(self, cancel: CancelRequest) -> str:
+        """Publish a cancel with no ordering key: it must not wait behind a running turn."""
+        data, attributes = cancel.to_pubsub()
+        inject(attributes)
+        try:
+            future = self.client.publish(self._topic, data, **attributes)
+            message_id: str = future.result(timeout=self._settings.publish_timeout_s)
+            return message_id
+        except Exception as exc:
+            log.warning("publish of cancel %s failed: %s", cancel.turn_id, exc)
+            raise TransientError("the cancel could not be sent; send it again") from exc

@@ -138,30 +138,34 @@ class SessionStore:
         accepted: bool = accept(self.db.transaction())
         return accepted
 
-    def request_cancel(self, session_id: str, user: User, turn_id: str) -> bool:
-        """Ask the agent to stop a turn; False (and nothing written) if there is no such turn
-        still open. RateLimited past the per-user cancel limit."""
+    def request_cancel(self, session_id: str, user: User, turn_id: str) -> bool | None:
+        """Ask the agent to stop a turn and what it started. None (and nothing written) if there
+        is no such turn left to stop; else whether a deployment it started is still running
+        (its build must be told, beyond the flag). RateLimited past the per-user cancel limit.
+        """
         now = time.time()
         window = CountedWindow(self.db, user.uid, self._windows["cancels"], now)
         turn = turn_ref(self.db, session_id, turn_id)
 
         @firestore.transactional
-        def cancel(txn: firestore.Transaction) -> bool:
+        def cancel(txn: firestore.Transaction) -> bool | None:
             window.read(txn)
             snap = turn.get(transaction=txn)
             doc = (snap.to_dict() or {}) if snap.exists else {}
-            if not snap.exists or doc.get("status") in ("done", "abandoned"):
-                return False
+            # A Cloud Run build outlives its turn (PROTOCOL.md): cancelling the turn stops it.
+            deploying = bool(doc.get("running_deployments"))
+            if not snap.exists or (doc.get("status") in ("done", "abandoned") and not deploying):
+                return None
             if doc.get("cancel_requested"):
-                return True
+                return deploying
             window.check(f"{session_id}/{turn_id}")
             # The agent reads the flag in every append, and before it starts the turn.
             txn.set(turn, {"cancel_requested": True}, merge=True)
             window.write(txn, f"{session_id}/{turn_id}")
-            return True
+            return deploying
 
-        done: bool = cancel(self.db.transaction())
-        return done
+        outcome: bool | None = cancel(self.db.transaction())
+        return outcome
 
     def list_sessions(self, uid: str, limit: int = 50) -> list[dict[str, Any]]:
         """The user's sessions, newest first (needs the composite index owner_uid, updated_at)."""
