@@ -45,7 +45,7 @@ from .tools import (
     ToolError,
     deploy_local,
 )
-from .tools.source import is_git_url, resolve_source
+from .tools.source import resolve_source
 
 log = logging.getLogger(__name__)
 
@@ -362,16 +362,15 @@ def source_dir_for(settings: AgentSettings, session_id: str) -> Callable[[str], 
     """Where a source is on disk when it is deployed: the path, or a fresh clone of the URL."""
 
     def locate(source: str) -> Path:
-        if is_git_url(source):
-            resolved = resolve_source(
-                source,
-                workdir=settings.work_dir / session_id,
-                clone_timeout_s=60,
-                max_repo_bytes=200_000_000,
-            )
-            return resolved.path
-        path = Path(source).expanduser()
-        return path if path.is_absolute() else (settings.source_root / path).resolve()
+        # The same confinement as the analysis (issue: local folders only inside the workspace
+        # root, and only when local sources are on; `..` and symlinks out refused).
+        return resolve_source(
+            source,
+            workdir=settings.work_dir / session_id,
+            clone_timeout_s=60,
+            max_repo_bytes=200_000_000,
+            local_root=settings.source_root if settings.local_sources else None,
+        ).path
 
     return locate
 
