@@ -7,7 +7,7 @@ absent: the turn goes on, without the workspace or the confirmation it cannot tr
 from __future__ import annotations
 
 import logging
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -48,10 +48,7 @@ class PendingDeployment(_State):
     analysis: dict[str, Any]
 
 
-M = TypeVar("M", bound=_State)
-
-
-def read_state(session: dict[str, Any], key: str, model: type[M]) -> M | None:
+def read_state[M: _State](session: dict[str, Any], key: str, model: type[M]) -> M | None:
     raw = session.get(key)
     if raw is None:
         return None

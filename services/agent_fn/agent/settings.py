@@ -44,8 +44,7 @@ class AgentSettings(CommonSettings):
     model_stall_timeout_s: float = Field(
         default=30.0,
         gt=0,
-        description="A model stream silent this long after its first piece is cut and tried "
-        "again.",
+        description="A model stream silent this long after its first piece is cut and tried again.",
     )
     model_retry_attempts: int = Field(
         default=4,
