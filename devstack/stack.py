@@ -105,6 +105,7 @@ class Emulator:
         self.process.stop()
 
 
+EMULATOR_DEAD_LETTER_ATTEMPTS = 100
 MODEL_KEYS = ("GEMINI_API_KEY", "GOOGLE_API_KEY", "DEPLOYCHAT_GEMINI_API_KEY")
 
 
@@ -286,7 +287,13 @@ class Stack:
                 maximum_backoff=duration_pb2.Duration(seconds=cfg.max_backoff_s),
             ),
             dead_letter_policy=types.DeadLetterPolicy(
-                dead_letter_topic=dead, max_delivery_attempts=cfg.max_delivery_attempts
+                # Not the agent's own limit (it counts its attempts in Firestore and closes a
+                # turn with an error on the last one), but Pub/Sub's most: Pub/Sub also counts
+                # pushes refused while an instance restarts, and the emulator's push loop dies
+                # for good (a NullPointerException in MessageBacklog.pull, seen here) when it
+                # dead-letters a message, after which it pushes nothing at all.
+                dead_letter_topic=dead,
+                max_delivery_attempts=EMULATOR_DEAD_LETTER_ATTEMPTS,
             ),
         )
         with contextlib.suppress(gexc.AlreadyExists):
