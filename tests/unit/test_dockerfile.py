@@ -104,7 +104,12 @@ def test_pinned_slim_python_base() -> None:
     for s in stages():
         base = resolve_base(s)
         assert "latest" not in base
-        assert PYTHON_BASE.match(base) or re.fullmatch(r"ghcr\.io/astral-sh/uv:\d+\.\d+\.\d+", base)
+        assert (
+            PYTHON_BASE.match(base)
+            or re.fullmatch(r"ghcr\.io/astral-sh/uv:\d+\.\d+\.\d+", base)
+            # The page's browser libraries are vendored from npm in a pinned Node stage.
+            or (s.alias == "vendor" and re.fullmatch(r"node:\d+\.\d+\.\d+-bookworm-slim", base))
+        ), base
     assert resolve_base(final()) == python.base
     assert final().alias == "runtime"
 
@@ -173,8 +178,12 @@ def test_copies_only_what_the_edge_needs() -> None:
         ("deploychat/", "/app/deploychat/"),
         ("services/ws_edge/", "/app/services/ws_edge/"),
     ]
-    assert [a for a in final().all("COPY") if "--from=" in a] == ["--from=deps /opt/venv /opt/venv"]
-    everything = " ".join(a for s in stages() for a in s.all("COPY"))
+    assert [a for a in final().all("COPY") if "--from=" in a] == [
+        "--from=deps /opt/venv /opt/venv",
+        "--from=vendor /src/vendor/ /app/services/ws_edge/edge/static/vendor/",
+    ]
+    # Only the Node stage reads a script (the vendoring one); the image gets its output.
+    everything = " ".join(a for s in stages() if s.alias != "vendor" for a in s.all("COPY"))
     for never in ("tests", "infra", "agent_fn", "devstack", "scripts"):
         assert never not in everything
 
