@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -22,11 +23,33 @@ from pathlib import Path
 from typing import IO
 
 
+# Ports for the stack's servers come from below the kernel's ephemeral range (32768-60999 on
+# Linux). A port the kernel hands out for "bind to 0" is also what it hands out to the next
+# outgoing connection, so between choosing one and a server binding it, any of the tests'
+# thousands of client connections could take it (seen in CI: the balancer's port, taken
+# while the emulators started). Nothing picks ports in this range by itself, and no port is
+# handed out twice by one process.
+_PORT_RANGE = range(20000, 32768)
+_handed_out: set[int] = set()
+_ports_lock = threading.Lock()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A port no process listens on now, from outside the ephemeral range, new to this process."""
+    rng = random.SystemRandom()
+    with _ports_lock:
+        for _ in range(1000):
+            port = rng.choice(_PORT_RANGE)
+            if port in _handed_out:
+                continue
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            _handed_out.add(port)
+            return port
+    raise RuntimeError("no free port in 20000-32767")
 
 
 def http_get(url: str, timeout: float = 2.0) -> tuple[int, str]:
