@@ -29,6 +29,24 @@ class TurnRequest(BaseModel):
         return self.model_dump_json().encode(), attributes
 
 
+# Set by the edge, which publishes every turn with the session as its ordering key: the push body
+# of real Pub/Sub names the key (`orderingKey`), but the emulator's omits it, and the agent must
+# know whether the session's earlier turns were delivered first (agent/event_store.py).
+ORDERING_KEY_ATTRIBUTE = "ordering"
+
+
+def published_in_order(message: Any) -> bool:
+    """Whether the message came with the session's ordering key: named by the push body, or by
+    the edge's attribute. A copy published without the key (by hand, or by a duplicating
+    publisher) has neither, unless it copied the attribute."""
+    if not isinstance(message, dict):
+        return False
+    attributes = message.get("attributes") or {}
+    session_id = attributes.get("session_id")
+    key = message.get("orderingKey") or attributes.get(ORDERING_KEY_ATTRIBUTE)
+    return isinstance(key, str) and bool(key) and key == session_id
+
+
 def turn_from_pubsub(message: Any) -> TurnRequest:
     """Validate the `message` of a Pub/Sub push body or CloudEvent; raise ProtocolError if bad."""
     if not isinstance(message, dict):

@@ -22,7 +22,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO
 
-
 # Ports for the stack's servers come from below the kernel's ephemeral range (32768-60999 on
 # Linux). A port the kernel hands out for "bind to 0" is also what it hands out to the next
 # outgoing connection, so between choosing one and a server binding it, any of the tests'

@@ -28,7 +28,7 @@ from agent.deployment_events import cancel_turn_builds
 from agent.gcp_clients import gcp_clients
 from deploychat.errors import PermanentError, ProtocolError
 from deploychat.tracing import extract, flush, tracer
-from deploychat.turn_message import cancel_from_pubsub, turn_from_pubsub
+from deploychat.turn_message import cancel_from_pubsub, published_in_order, turn_from_pubsub
 
 log = logging.getLogger("agent")
 _tracer = tracer("agent")
@@ -57,7 +57,7 @@ def handle_turn(cloud_event: CloudEvent) -> None:
         with _tracer.start_as_current_span(
             "turn", context=parent, kind=SpanKind.CONSUMER, attributes=attributes
         ):
-            agent.runner.run(turn)
+            agent.runner.run(turn, ordered=published_in_order(message))
     finally:
         flush()
 

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from google.cloud import firestore
 
-from agent.event_store import LeaseLost, SessionBusy, TurnLog
-from deploychat.firestore_layout import events_ref, session_ref
+from agent.event_store import LeaseLost, QueuedBehind, SessionBusy, TurnLog
+from deploychat.firestore_layout import events_ref, session_ref, turn_ref
 from devstack.stack import Stack
 
 
@@ -121,3 +121,76 @@ def test_an_invalid_event_is_refused_and_nothing_is_written(db: firestore.Client
     with pytest.raises(PermanentError):
         turn.append([typing("t"), {"type": "typing", "turn_id": "t"}], {})
     assert seqs(db, uid) == []
+
+
+def accept(db: firestore.Client, session: str, turn: str, at: float) -> None:
+    """The edge's record of an accepted turn (edge/session_store.py writes these fields)."""
+    turn_ref(db, session, turn).set({"content": "hi", "accepted_at": at, "status": "accepted"})
+
+
+def test_a_copy_without_ordering_key_waits_for_the_earlier_queued_turn(
+    db: firestore.Client, uid: str
+) -> None:
+    clock = Clock()
+    accept(db, uid, "first", clock.now - 2)
+    accept(db, uid, "second", clock.now - 1)
+    copy = TurnLog(db, uid, "second", lease_s=60, ttl_s=3600, clock=clock, ordered=False)
+    with pytest.raises(QueuedBehind):
+        copy.begin()
+    assert seqs(db, uid) == [], "a refused copy writes nothing"
+    first = log(db, uid, "first", clock)
+    assert first.begin() is not None
+    first.append([typing("first", False)], {}, finish=True)
+    again = TurnLog(db, uid, "second", lease_s=60, ttl_s=3600, clock=clock, ordered=False)
+    assert again.begin() is not None, "once the earlier turn started, the copy may go"
+
+
+def test_a_keyed_delivery_is_never_held_back(db: firestore.Client, uid: str) -> None:
+    # Pub/Sub's order for one key is the publishes' order, which two edges may make differ
+    # from the accepts': holding it back would deadlock the key (see agent/event_store.py).
+    clock = Clock()
+    accept(db, uid, "first", clock.now - 2)
+    accept(db, uid, "second", clock.now - 1)
+    assert log(db, uid, "second", clock).begin() is not None
+
+
+def test_an_earlier_turn_lost_for_longer_than_the_lease_holds_nothing_back(
+    db: firestore.Client, uid: str
+) -> None:
+    clock = Clock()
+    accept(db, uid, "lost", clock.now - 61)
+    accept(db, uid, "later", clock.now - 1)
+    copy = TurnLog(db, uid, "later", lease_s=60, ttl_s=3600, clock=clock, ordered=False)
+    assert copy.begin() is not None
+
+
+def test_a_turn_whose_publish_failed_holds_nothing_back(db: firestore.Client, uid: str) -> None:
+    clock = Clock()
+    accept(db, uid, "failed", clock.now - 2)
+    turn_ref(db, uid, "failed").update({"status": "unpublished"})
+    accept(db, uid, "next", clock.now - 1)
+    copy = TurnLog(db, uid, "next", lease_s=60, ttl_s=3600, clock=clock, ordered=False)
+    assert copy.begin() is not None
+
+
+def test_the_edge_marks_a_failed_publish_and_a_resend_takes_its_place_anew(
+    db: firestore.Client, uid: str
+) -> None:
+    from edge.identity import User
+    from edge.session_store import SessionStore
+    from edge.settings import EdgeSettings
+
+    store = SessionStore(EdgeSettings(), db=db)
+    user = User(uid=f"u-{uid}")
+    session_ref(db, uid).set({"owner_uid": user.uid})
+    assert store.accept_turn(uid, user, "t1", "hello") is True
+    first = turn_ref(db, uid, "t1").get().to_dict()
+    store.mark_unpublished(uid, "t1")
+    assert turn_ref(db, uid, "t1").get().to_dict()["status"] == "unpublished"
+    assert store.accept_turn(uid, user, "t1", "hello") is False, "a resend is not a new turn"
+    again = turn_ref(db, uid, "t1").get().to_dict()
+    assert again["status"] == "accepted" and again["accepted_at"] >= first["accepted_at"]
+    # A publish that timed out but went through: the started turn is left alone.
+    turn_ref(db, uid, "t1").update({"status": "running"})
+    store.mark_unpublished(uid, "t1")
+    assert turn_ref(db, uid, "t1").get().to_dict()["status"] == "running"

@@ -19,6 +19,18 @@ takes over); if the attempt is still alive after that, the copy is refused with 
 Waiting rather than refusing at once matters: each refusal spends one of Pub/Sub's delivery
 attempts, and a redelivery after a crash would otherwise run out of them before the dead
 attempt's beats ran out. The sweeper (sweeper.py) finds the turn even if no copy ever comes.
+
+Turns are answered in the order the edge acked them (PROTOCOL.md). The edge publishes each turn
+with the session as its ordering key, and Pub/Sub then delivers a turn only after the session's
+earlier turns were acknowledged. A copy published without the key (a duplicate publish, a copy
+sent by hand) carries no such promise. So such a copy, of a turn that has never started, may
+start it only if no earlier turn of the session, accepted by the edge within `lease_s`, is
+still waiting to start (`QueuedBehind`, retried by Pub/Sub); the earlier turn's own delivery
+comes first. Past `lease_s` the earlier turn is taken for lost and holds nothing back, and so
+does a turn whose publish failed (the edge marks it `unpublished`; the client got no ack) until
+the client sends it again. Keyed deliveries are never held back: Pub/Sub's order for one key is
+the order of the publishes, which across two edges (two tabs) may differ from the order of the
+accepts, and holding a keyed turn back behind one queued after it on that key would deadlock.
 """
 
 from __future__ import annotations
@@ -62,6 +74,14 @@ class SessionBusy(TransientError):
 
 class RunningElsewhere(SessionBusy):
     """A live attempt at this very turn is running (this one is a copy)."""
+
+
+class QueuedBehind(SessionBusy):
+    """An earlier turn of the session waits to start; this one must not go before it."""
+
+
+# How many of a session's waiting turns one begin reads; more than a client ever queues.
+QUEUED_TURNS_READ = 50
 
 
 # An attempt that missed this many heartbeats in a row is taken for dead.
@@ -110,8 +130,11 @@ class TurnLog:
         ttl_s: float,
         clock: Callable[[], float] = time.time,
         heartbeat_s: float | None = None,
+        ordered: bool = True,
     ) -> None:
+        """`ordered`: delivered with its ordering key (see the module's docstring)."""
         self._db = db
+        self._ordered = ordered
         self.session_id = session_id
         self.turn_id = turn_id
         self._lease_s = lease_s
@@ -225,6 +248,8 @@ class TurnLog:
             if active.get("expires_at", 0) > now:
                 raise SessionBusy(f"session {self.session_id} is busy with turn {other}")
             abandoned = active
+        if not self._ordered and not turn.get("attempts"):
+            self._check_not_queued_behind(txn, turn, now)
         seq = int(session.get("last_seq", 0))
         if abandoned is not None:
             # Its attempts are spent or its function died for good: close it for the clients
@@ -287,6 +312,30 @@ class TurnLog:
             merge=True,
         )
         return progress
+
+    def _check_not_queued_behind(
+        self, txn: firestore.Transaction, turn: dict[str, Any], now: float
+    ) -> None:
+        """Raise QueuedBehind if an earlier turn of the session waits to start (see above)."""
+        mine = turn.get("accepted_at")
+        if not isinstance(mine, int | float):
+            return  # no record of the edge's: nothing to order it by
+        # One equality filter (a single-field index); the order is checked here, not queried,
+        # so no composite index is needed.
+        query = (
+            self._turn.parent.where(filter=firestore.FieldFilter("status", "==", "accepted"))
+            .select(["accepted_at"])
+            .limit(QUEUED_TURNS_READ)
+        )
+        for snap in txn.get(query):
+            if snap.reference.path == self._turn.path:
+                continue
+            accepted_at = (snap.to_dict() or {}).get("accepted_at")
+            if isinstance(accepted_at, int | float) and now - self._lease_s < accepted_at < mine:
+                raise QueuedBehind(
+                    f"turn {self.turn_id} of session {self.session_id} came before an earlier "
+                    f"turn ({snap.id}) started"
+                )
 
     # ------------------------------------------------------------------ append
 

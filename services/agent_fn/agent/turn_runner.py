@@ -73,7 +73,8 @@ class TurnRunner:
         self._clock = clock
         self._tools = tool_specs()  # JSON schemas built once, not per turn
 
-    def run(self, turn: TurnRequest) -> None:
+    def run(self, turn: TurnRequest, *, ordered: bool = True) -> None:
+        """`ordered`: it came with its ordering key, so the session's earlier turns went first."""
         turn_log = TurnLog(
             self._db,
             turn.session_id,
@@ -81,6 +82,7 @@ class TurnRunner:
             lease_s=self._settings.turn_lease_s,
             ttl_s=self._settings.session_ttl_days * 86400,
             heartbeat_s=self._settings.turn_heartbeat_s,
+            ordered=ordered,
         )
         # The user's message and typing go with the lease: one commit before the model is asked.
         progress = turn_log.begin(lambda found: self._opening(turn, found))

@@ -305,6 +305,7 @@ class Connection:
             try:
                 self._services.publisher.publish(turn)
             except TransientError as exc:
+                self._services.store.mark_unpublished(session_id, frame.id)
                 self._error("internal", exc.message, frame.id)
                 return
             self._send(AckFrame(id=frame.id))

@@ -9,7 +9,7 @@ from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 
 from deploychat.errors import TransientError
 from deploychat.tracing import inject
-from deploychat.turn_message import CancelRequest, TurnRequest
+from deploychat.turn_message import ORDERING_KEY_ATTRIBUTE, CancelRequest, TurnRequest
 
 from .settings import EdgeSettings
 
@@ -41,6 +41,7 @@ class TurnPublisher:
     def publish(self, turn: TurnRequest) -> str:
         """Publish and wait until Pub/Sub has it; returns the message id."""
         data, attributes = turn.to_pubsub()
+        attributes[ORDERING_KEY_ATTRIBUTE] = turn.session_id  # the key it is published with
         # The function continues this trace (deploychat.tracing).
         inject(attributes)
         client = self.client

@@ -115,6 +115,9 @@ class SessionStore:
             window.read(txn)
             turn_snap = turn.get(transaction=txn)
             if turn_snap.exists:
+                if (turn_snap.to_dict() or {}).get("status") == "unpublished":
+                    # Sent again after its publish failed: its place in the order is now.
+                    txn.update(turn, {"status": "accepted", "accepted_at": now})
                 return False
             window.check(f"{session_id}/{turn_id}")
             session_snap = session.get(transaction=txn)
@@ -137,6 +140,23 @@ class SessionStore:
 
         accepted: bool = accept(self.db.transaction())
         return accepted
+
+    def mark_unpublished(self, session_id: str, turn_id: str) -> None:
+        """The turn's publish failed and the client got no ack: it holds no later turn back
+        (agent/event_store.py) until the client sends it again. Best effort: the agent waits
+        at most its lease behind a turn left `accepted`."""
+        ref = turn_ref(self.db, session_id, turn_id)
+        try:
+            snap = ref.get()
+            # A publish that timed out may still have gone through: a turn the agent has
+            # started is left alone (the update applies only to the record as read).
+            if snap.exists and (snap.to_dict() or {}).get("status") == "accepted":
+                ref.update(
+                    {"status": "unpublished"},
+                    option=self.db.write_option(last_update_time=snap.update_time),
+                )
+        except Exception as exc:
+            log.warning("marking turn %s/%s unpublished failed: %s", session_id, turn_id, exc)
 
     def request_cancel(self, session_id: str, user: User, turn_id: str) -> bool | None:
         """Ask the agent to stop a turn and what it started. None (and nothing written) if there
