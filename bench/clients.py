@@ -204,6 +204,7 @@ class Socket(asyncio.Protocol):
         elif opcode == OP_CLOSE:
             code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
             self.worker.close_codes[code] = self.worker.close_codes.get(code, 0) + 1
+            self.worker.close_walls.setdefault(code, []).append(time.time())
             if not self.closed:
                 self.write(CLOSE)
             self.close()
@@ -236,6 +237,7 @@ class Worker:
         self.sockets: list[Socket] = []
         self.unexpected_closes = 0
         self.close_codes: dict[int, int] = {}  # close frames from the server, by code
+        self.close_walls: dict[int, list[float]] = {}  # when each came (wall clock), by code
         self.heartbeat: asyncio.Task[None] | None = None
         self.heartbeat_latencies: list[float] = []
         self.recording = False
@@ -255,6 +257,7 @@ class Worker:
             "collect": self.collect,
             "turns": self.turns,
             "status": self.status,
+            "closes": self.closes,
             "close_all": self.close_all,
         }
         while True:
@@ -552,6 +555,14 @@ class Worker:
             "open": sum(1 for s in self.sockets if not s.closed),
             "unexpected_closes": self.unexpected_closes,
             "close_codes": self.close_codes,
+        }
+
+    async def closes(self, since_wall: float, code: int) -> dict[str, Any]:
+        """When the server's close frames with `code` came, from `since_wall` on (seconds)."""
+        return {
+            "after_s": [w - since_wall for w in self.close_walls.get(code, []) if w >= since_wall],
+            "open": sum(1 for s in self.sockets if not s.closed),
+            "unexpected_closes": self.unexpected_closes,
         }
 
     async def close_all(self) -> dict[str, Any]:

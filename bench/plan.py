@@ -51,6 +51,13 @@ class Plan:
     slow_share: float = 0.1
     slow_frames: int = 400  # frames each stalled socket sends, all answered, none read
     slow_wait_s: float = 14.0  # from the stall on: past the edge's 10 s write limit
+    # Then the edge worker's SIGTERM with the readers open and new stalled sockets stalling.
+    drain: bool = True
+    drain_stall_s: float = 2.0  # stalled for this long before the SIGTERM: writes to them block
+    drain_wait_s: float = 15.0  # the most it waits for every reader's close
+    # Stalled sockets are read back this long after the signal: the 1 s a drain gives a close
+    # frame, the 5 s closing handshake, a second of margin.
+    drain_stalled_s: float = 7.0
     scenarios: tuple[str, ...] = SCENARIOS
 
 

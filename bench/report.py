@@ -307,6 +307,37 @@ def slow_reader_rows(results: dict[str, Any]) -> list[Row]:
             target="0",
             met=verdict(r["readers_closed"] == 0),
         ),
+        *drain_rows(r.get("drain")),
+    ]
+
+
+def drain_rows(d: dict[str, Any] | None) -> list[Row]:
+    if not d:
+        return []
+    label = f"7. drain, {d['readers']} readers + {d['stalled']} stalled"
+    last = d["last_s"]
+    return [
+        Row(
+            label,
+            "readers closed 1012 after SIGTERM; left open",
+            f"{d['readers_1012']}/{d['readers']}; {d['readers_left_open']}",
+            target="all; 0",
+            met=verdict(d["readers_1012"] == d["readers"] and d["readers_left_open"] == 0),
+        ),
+        Row(
+            label,
+            "SIGTERM→1012 p50 / p99 ms; last, s",
+            f"{pair(d['after'], 'p50', 'p99')}; {f'{last:.2f}' if last is not None else '-'}",
+            target="last < 2 s",
+            met=verdict(last is not None and last < 2.0),
+        ),
+        Row(
+            label,
+            f"stalled sockets dropped {fmt(float(d['stalled_read_after_s']))} s after SIGTERM",
+            f"{d['stalled_dropped']}/{d['stalled']}",
+            target="all",
+            met=verdict(d["stalled_dropped"] == d["stalled"]),
+        ),
     ]
 
 

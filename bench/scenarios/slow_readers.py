@@ -12,7 +12,12 @@ limit (10 s), keep what it holds for them bounded, and keep answering everyone e
   socket that does not read). Not RSS per socket: the scenarios before this one leave the
   worker's heap grown, so a baseline here would not be an empty worker's;
 - how many stalled sockets the edge dropped, read back at the end;
-- the readers' ping p50/p99, spread (200 a second) and all at once, while the others stall.
+- the readers' ping p50/p99, spread (200 a second) and all at once, while the others stall;
+- then the drain (PROTOCOL.md: SIGTERM closes every socket with 1012, in parallel): new stalled
+  sockets stall for `drain_stall_s`, so the edge's writes to them block, and the edge worker
+  gets SIGTERM. Measured from the signal: when each reader got its 1012 (target: all within
+  2 s), readers closed without one, and the stalled sockets dropped. This ends the edge worker,
+  so it comes last (gunicorn's master starts another).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import json
 import logging
 import multiprocessing
 import os
+import signal
 import socket
 import time
 from multiprocessing.connection import Connection
@@ -77,6 +83,7 @@ def run(port: int, server: psutil.Process, plan: Plan) -> dict[str, Any]:
         after = rss(server)
         dropped = stallers.finish()
         status = pool.call("status", {})
+        drain = _drain(pool, stallers, server, plan) if plan.drain else None
         pool.call("close_all", {})
     burst_latencies = [x for b in bursts for x in b["latencies"]]
     return {
@@ -102,6 +109,37 @@ def run(port: int, server: psutil.Process, plan: Plan) -> dict[str, Any]:
             "lost": sum(b["lost"] for b in bursts),
             **ms(burst_latencies, 50, 99),
         },
+        "drain": drain,
+    }
+
+
+def _drain(
+    pool: ClientPool, stallers: Stallers, server: psutil.Process, plan: Plan
+) -> dict[str, Any]:
+    """SIGTERM to the edge worker with the readers open and fresh stalled sockets stalling."""
+    stalled = stallers.opened()
+    stallers.stall(plan.slow_frames)
+    time.sleep(plan.drain_stall_s)
+    readers = sum(s["open"] for s in pool.call("status", {}))
+    signalled = time.time()  # the clock starts before the signal is sent
+    server.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + plan.drain_wait_s
+    while time.monotonic() < deadline:
+        if sum(s["open"] for s in pool.call("status", {})) == 0:
+            break
+        time.sleep(0.1)
+    closes = pool.call("closes", {"since_wall": signalled, "code": 1012})
+    after = sorted(x for c in closes for x in c["after_s"])
+    time.sleep(max(0.0, signalled + plan.drain_stalled_s - time.time()))
+    return {
+        "readers": readers,
+        "stalled": stalled,
+        "readers_1012": len(after),
+        "readers_left_open": sum(c["open"] for c in closes),
+        "after": ms(after, 50, 99),
+        "last_s": round(after[-1], 3) if after else None,
+        "stalled_read_after_s": plan.drain_stalled_s,
+        "stalled_dropped": stallers.finish(),
     }
 
 

@@ -43,3 +43,8 @@ def test_the_benchmarks_run_end_to_end(tmp_path: Path) -> None:
     for run in (turns["instant"], turns["streaming"]):
         assert run["completed"] == run["started"] > 0 and run["errors"] == 0, run
     assert results["throughput"]["steps"], results["throughput"]
+
+    # The drain, last: every reader open at the SIGTERM got its 1012.
+    drain = results["slow_readers"]["drain"]
+    assert drain["readers_1012"] == drain["readers"] > 0, drain
+    assert drain["readers_left_open"] == 0, drain
