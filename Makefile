@@ -34,8 +34,10 @@ vendor:
 	@test -d node_modules/firebase || npm ci --no-audit --no-fund --loglevel=error
 	@node scripts/vendor_static.mjs
 
+# DEV_ARGS="--edges 3 --functions 3" runs several instances, as production scales out.
+DEV_ARGS ?=
 dev: bootstrap vendor
-	$(PY) -m devstack
+	$(PY) -m devstack $(DEV_ARGS)
 
 # `make dev` keeps the emulators' data (sessions, users) across restarts in .devstack/data.
 dev-reset:

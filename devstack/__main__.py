@@ -68,6 +68,13 @@ class Keeper:
             say(f"{proc.name} restarted (pid {proc.proc.pid if proc.proc else '?'})")
 
 
+def instance(
+    instances: list[ManagedProcess | None], index: int
+) -> Callable[[], ManagedProcess | None]:
+    """Instance `index` as the stack holds it now (a restart may put a new process there)."""
+    return lambda: instances[index]
+
+
 def quick_ready(url: str) -> Callable[[], bool]:
     def check() -> bool:
         try:
@@ -143,7 +150,22 @@ def main() -> int:
     parser.add_argument("--no-persist", action="store_true", help="start empty, keep nothing")
     parser.add_argument("--log-dir", type=Path, default=ROOT / ".devstack" / "logs")
     parser.add_argument("--quiet", action="store_true", help="do not echo the services' logs")
+    parser.add_argument(
+        "--edges",
+        type=int,
+        default=1,
+        help="edge instances (the first on --port, the others on "
+        "free ports), as Cloud Run scales out",
+    )
+    parser.add_argument(
+        "--functions",
+        type=int,
+        default=1,
+        help="function instances (more than 1: behind the local balancer, devstack/balancer.py)",
+    )
     args = parser.parse_args()
+    if args.edges < 1 or args.functions < 1:
+        parser.error("--edges and --functions are at least 1")
     data_dir: Path | None = None if args.no_persist else args.data_dir.resolve()
 
     stack = Stack(
@@ -153,6 +175,8 @@ def main() -> int:
             auth_port=args.auth_port,
             data_dir=data_dir,
             log_dir=args.log_dir.resolve(),
+            edges=args.edges,
+            functions=args.functions,
         )
     )
     stop = threading.Event()
@@ -198,6 +222,12 @@ def main() -> int:
     has_key = any(os.environ.get(k) for k in keys)
     model = "Gemini" if has_key else "offline mode (no GEMINI_API_KEY)"
     kept = f"{data_dir}   (make dev-reset wipes it)" if data_dir else "nothing (--no-persist)"
+    more = ""
+    if len(stack.edge_ports) > 1:
+        more += "\n  more edges       " + "  ".join(stack.ws_urls[1:])
+    if len(stack.function_ports) > 1:
+        ports = ", ".join(str(p) for p in stack.function_ports)
+        more += f"\n  function ports   {ports}   (behind the balancer on {stack.balancer_port})"
     print(
         f"""
 deploychat is running
@@ -205,7 +235,7 @@ deploychat is running
   WebSocket        ws://localhost:{args.port}/ws/chat
   Pub/Sub emulator {stack.pubsub.host}   Firestore emulator {stack.firestore.host}
   Auth emulator    http://{stack.auth.host}   (the page signs in as a guest by itself)
-  agent function   http://127.0.0.1:{stack.function_port}   model: {model}
+  agent function   http://127.0.0.1:{stack.function_port}   model: {model}{more}
   data kept in     {kept}
   logs             {stack.config.log_dir}
 Ctrl-C stops everything.""",
@@ -213,8 +243,14 @@ Ctrl-C stops everything.""",
         flush=True,
     )
     keepers = [
-        Keeper(lambda: stack.edge, quick_ready(f"{stack.edge_url}/healthz")),
-        Keeper(lambda: stack.function, quick_ready(f"http://127.0.0.1:{stack.function_port}/")),
+        *(
+            Keeper(instance(stack.edges, i), quick_ready(f"http://127.0.0.1:{port}/healthz"))
+            for i, port in enumerate(stack.edge_ports)
+        ),
+        *(
+            Keeper(instance(stack.functions, i), quick_ready(f"http://127.0.0.1:{port}/"))
+            for i, port in enumerate(stack.function_ports)
+        ),
     ]
     next_save = time.monotonic() + AUTOSAVE_S
     try:
