@@ -18,7 +18,8 @@ from pydantic import ValidationError
 
 from deploychat.firestore_layout import turn_ref
 
-from .event_store import EventDraft, Prepared, TurnLog
+from .event_store import Prepared, TurnLog
+from .event_writes import EventDraft
 from .gcp_clients import GcpClients
 from .session_state import Confirmation
 from .tools import Analysis, Cancelled, Progress, ToolError

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .event_store import EventDraft
+from .event_writes import EventDraft
 
 
 def cloud_run_refusal(allowlist: list[str], session: dict[str, Any]) -> str | None:

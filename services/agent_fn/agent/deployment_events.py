@@ -34,7 +34,7 @@ from .build_status import (
     service_url,
     stages,
 )
-from .event_store import EventDraft, run_transaction, store_events
+from .event_writes import EventDraft, run_transaction, store_events
 from .gcp_clients import GcpClients
 from .settings import AgentSettings
 from .tools.cloud_run_deploy import cancel_build

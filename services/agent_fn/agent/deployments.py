@@ -31,7 +31,8 @@ from deploychat.firestore_layout import deployment_ref
 
 from .cloud_run_start import CloudRunStart
 from .deploy_access import cloud_run_refusal, forbidden_event
-from .event_store import EventDraft, Prepared, TurnLog
+from .event_store import Prepared, TurnLog
+from .event_writes import EventDraft
 from .gcp_clients import GcpClients, gcp_clients
 from .session_state import PendingDeployment
 from .settings import AgentSettings

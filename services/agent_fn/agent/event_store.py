@@ -45,15 +45,14 @@ from typing import Any, Literal
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
-from pydantic import ValidationError
 
-from deploychat.errors import PermanentError, TransientError
-from deploychat.firestore_layout import event_doc_id, events_ref, session_ref, turn_ref
-from deploychat.protocol import SESSION_EVENT
+from deploychat.errors import TransientError
+from deploychat.firestore_layout import session_ref, turn_ref
+
+from .event_writes import EventDraft, expiry, run_transaction, snapshot_data, store_events
 
 log = logging.getLogger(__name__)
 
-EventDraft = dict[str, Any]  # a stored event without `seq`, `ts` (given here)
 Write = tuple[Literal["create", "merge"], Any, dict[str, Any]]
 
 
@@ -164,7 +163,9 @@ class TurnLog:
         deadline = time.monotonic() + wait_s
         while True:
             try:
-                progress: TurnProgress | None = _run(self._db, self._begin, lease, opening)
+                progress: TurnProgress | None = run_transaction(
+                    self._db, self._begin, lease, opening
+                )
                 break
             except SessionBusy:
                 remaining = deadline - time.monotonic()
@@ -192,7 +193,7 @@ class TurnLog:
             return
         try:
             snap = self._session.get()
-            active = _data(snap).get("active_turn") or {}
+            active = snapshot_data(snap).get("active_turn") or {}
             if active.get("lease") == lease:
                 self._session.update(
                     {"active_turn.alive_until": self._clock()},
@@ -217,7 +218,7 @@ class TurnLog:
                 continue
             try:
                 snap = self._session.get()
-                active = _data(snap).get("active_turn") or {}
+                active = snapshot_data(snap).get("active_turn") or {}
                 if active.get("lease") != lease:
                     return  # finished, or fenced out by a newer attempt
                 # Only if nothing changed the session since it was read (an append renews too).
@@ -292,7 +293,7 @@ class TurnLog:
                 "lease": lease,
                 "attempts": attempts,
                 "started_at": turn.get("started_at", now),
-                "expire_at": _expiry(now, self._ttl_s),
+                "expire_at": expiry(now, self._ttl_s),
             },
             merge=True,
         )
@@ -307,7 +308,7 @@ class TurnLog:
                     **self._alive_until(now),
                 },
                 "updated_at": now,
-                "expire_at": _expiry(now, self._ttl_s),
+                "expire_at": expiry(now, self._ttl_s),
             },
             merge=True,
         )
@@ -357,7 +358,7 @@ class TurnLog:
         """
         if self._lease is None:
             raise RuntimeError("append before begin")
-        result: bool = _run(
+        result: bool = run_transaction(
             self._db,
             self._append,
             self._lease,
@@ -417,7 +418,8 @@ class TurnLog:
     def _read(self, txn: firestore.Transaction) -> tuple[dict[str, Any], dict[str, Any]]:
         """The session and the turn, read in the transaction with one request."""
         found = {
-            snap.reference.path: _data(snap) for snap in txn.get_all([self._session, self._turn])
+            snap.reference.path: snapshot_data(snap)
+            for snap in txn.get_all([self._session, self._turn])
         }
         return found.get(self._session.path, {}), found.get(self._turn.path, {})
 
@@ -426,74 +428,14 @@ class TurnLog:
         return self._db
 
     def session_data(self) -> dict[str, Any]:
-        return _data(self._session.get())
+        return snapshot_data(self._session.get())
 
     def cancel_requested(self) -> bool:
-        return bool(_data(self._turn.get(field_paths=["cancel_requested"])).get("cancel_requested"))
+        return bool(
+            snapshot_data(self._turn.get(field_paths=["cancel_requested"])).get("cancel_requested")
+        )
 
     def _write_events(
         self, txn: firestore.Transaction, seq: int, drafts: list[EventDraft], now: float
     ) -> int:
         return store_events(txn, self._db, self.session_id, seq, drafts, now, self._ttl_s)
-
-
-def store_events(
-    txn: firestore.Transaction,
-    db: firestore.Client,
-    session_id: str,
-    seq: int,
-    drafts: list[EventDraft],
-    now: float,
-    ttl_s: float,
-) -> int:
-    """Write `drafts` as the events after `seq` in `txn`; returns the new last seq.
-
-    Public for appends outside a turn (agent/deployment_events.py), which read and update the
-    session's `last_seq` in the same transaction, as turns do.
-    """
-    events = events_ref(db, session_id)
-    for draft in drafts:
-        seq += 1
-        try:
-            event = SESSION_EVENT.validate_python({**draft, "seq": seq, "ts": now})
-        except ValidationError as exc:
-            # Our own bug, never the user's: refuse to store an event the protocol forbids.
-            raise PermanentError(f"refusing to store an invalid event: {exc}") from exc
-        doc = event.model_dump(exclude_none=True)
-        doc["expire_at"] = _expiry(now, ttl_s)
-        txn.create(events.document(event_doc_id(seq)), doc)
-    return seq
-
-
-def run_transaction(db: firestore.Client, body: Callable[..., Any], *args: Any) -> Any:
-    """`body(txn, *args)` in a transaction, contention retried, as every append is run."""
-    return _run(db, body, *args)
-
-
-def _run(db: firestore.Client, body: Callable[..., Any], *args: Any) -> Any:
-    """Run `body(txn, *args)` in a transaction; Firestore retries it on contention."""
-
-    @firestore.transactional
-    def in_transaction(txn: firestore.Transaction) -> Any:
-        return body(txn, *args)
-
-    try:
-        return in_transaction(db.transaction(max_attempts=10))
-    except (gexc.Aborted, gexc.DeadlineExceeded, gexc.ServiceUnavailable) as exc:
-        raise TransientError(f"Firestore is busy: {exc}") from exc
-    except ValueError as exc:
-        # What the client raises when contention outlasts its attempts; nothing was written.
-        if "Failed to commit transaction" in str(exc):
-            raise TransientError(str(exc)) from exc
-        raise
-
-
-def _data(snapshot: Any) -> dict[str, Any]:
-    return (snapshot.to_dict() or {}) if snapshot.exists else {}
-
-
-def _expiry(now: float, ttl_s: float) -> Any:
-    # A real timestamp, as Firestore's TTL policies require.
-    import datetime
-
-    return datetime.datetime.fromtimestamp(now + ttl_s, tz=datetime.UTC)

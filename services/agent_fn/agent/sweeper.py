@@ -35,7 +35,8 @@ from google.cloud import firestore
 from deploychat.firestore_layout import SESSIONS, events_ref, session_ref, turn_ref
 from deploychat.turn_message import TurnRequest
 
-from .event_store import attempt_alive, run_transaction, store_events
+from .event_store import attempt_alive
+from .event_writes import run_transaction, store_events
 from .settings import AgentSettings
 
 log = logging.getLogger(__name__)

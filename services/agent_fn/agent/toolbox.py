@@ -18,7 +18,8 @@ from pydantic import BaseModel, ValidationError
 
 from deploychat.tracing import tracer
 
-from .event_store import EventDraft, TurnLog
+from .event_store import TurnLog
+from .event_writes import EventDraft
 from .model import ToolCall
 from .session_state import Workspace, read_state
 from .settings import AgentSettings

@@ -20,7 +20,8 @@ from deploychat.tracing import tracer
 from deploychat.turn_message import TurnRequest
 
 from .deployments import DeploymentRunner, classify_reply, source_dir_for
-from .event_store import EventDraft, LeaseLost, TurnLog, TurnProgress
+from .event_store import LeaseLost, TurnLog, TurnProgress
+from .event_writes import EventDraft
 from .history import CHARS_PER_TOKEN, read_deployments, read_history, session_notes
 from .model import (
     HistoryMessage,
