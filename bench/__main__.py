@@ -104,11 +104,17 @@ def main(argv: list[str] | None = None) -> int:
 
         def peers() -> dict[str, Any]:
             out: dict[str, Any] = {}
-            kinds: list[tuple[PeerKind, str]] = [("bare", "websockets"), ("socketio", "socketio")]
+            kinds: list[tuple[PeerKind, str]] = [
+                ("bare", "websockets"),
+                ("socketio", "socketio"),
+                ("flasksock", "flask-sock"),
+            ]
             for kind, name in kinds:
                 with Peer(kind, log_dir) as peer:
-                    server = psutil.Process(peer.pid)
-                    out[name] = capacity.measure(name, peer.port, kind, server, plan)
+                    server = psutil.Process(peer.server_pid)
+                    # The flask-sock peer speaks the bare dialect (pings, no init).
+                    dialect = "bare" if kind == "flasksock" else kind
+                    out[name] = capacity.measure(name, peer.port, dialect, server, plan)
             return out
 
         scenario("peers", peers)

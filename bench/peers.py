@@ -1,9 +1,11 @@
-"""The two peers the edge is compared with, each run as a process of its own.
+"""The three peers the edge is compared with, each run as a process of its own.
 
 - `bare`: the `websockets` library's asyncio server that only answers pings: the floor for a
   Python process holding WebSockets.
 - `socketio`: python-socketio's AsyncServer on aiohttp, answering a `ping` event with `pong`: a
   popular way to hold many sockets in Python.
+- `flasksock`: a plain flask-sock app under gunicorn's gevent worker answering pings
+  (bench/flasksock_peer.py): the edge's own transport library with none of the edge's work.
 
 `python -m bench.peers bare --port 9000` runs one in the foreground; `Peer` starts one for a
 scenario and stops it after.
@@ -15,6 +17,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -24,7 +27,7 @@ from typing import Any, Literal
 
 from devstack.processes import free_port, http_get
 
-PeerKind = Literal["bare", "socketio"]
+PeerKind = Literal["bare", "socketio", "flasksock"]
 BACKLOG = 4096
 
 
@@ -90,11 +93,26 @@ class Peer:
         assert self.proc is not None
         return self.proc.pid
 
+    @property
+    def server_pid(self) -> int:
+        """The process that holds the sockets: gunicorn's worker, not its master."""
+        if self.kind != "flasksock":
+            return self.pid
+        import psutil
+
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            children = psutil.Process(self.pid).children()
+            if children:
+                return int(children[0].pid)
+            time.sleep(0.1)
+        raise RuntimeError("the flask-sock peer's gunicorn has no worker")
+
     def __enter__(self) -> Peer:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "bench.peers", self.kind, "--port", str(self.port)],
+                self._argv(),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -109,6 +127,16 @@ class Peer:
             time.sleep(0.1)
         raise TimeoutError(f"peer {self.kind} did not start; see {self.log_path}")
 
+    def _argv(self) -> list[str]:
+        if self.kind != "flasksock":
+            return [sys.executable, "-m", "bench.peers", self.kind, "--port", str(self.port)]
+        return [
+            *(sys.executable, "-m", "gunicorn", "--worker-class", "gevent", "--workers", "1"),
+            *("--worker-connections", "20000", "--backlog", str(BACKLOG), "--timeout", "60"),
+            *("--bind", f"127.0.0.1:{self.port}", "--log-level", "warning"),
+            "bench.flasksock_peer:app",
+        ]
+
     def __exit__(self, *exc: object) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
@@ -121,12 +149,16 @@ class Peer:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.peers")
-    parser.add_argument("kind", choices=["bare", "socketio"])
+    parser.add_argument("kind", choices=["bare", "socketio", "flasksock"])
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args(argv)
     if args.kind == "bare":
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(serve_bare(args.port))
+    elif args.kind == "flasksock":
+        peer = Peer("flasksock", Path("."))
+        peer.port = args.port
+        os.execv(sys.executable, peer._argv())
     else:
         serve_socketio(args.port)
 

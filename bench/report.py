@@ -21,6 +21,8 @@ class Row:
     bare_ratio: str = ""
     sio: str = ""
     sio_ratio: str = ""
+    fs: str = ""
+    fs_ratio: str = ""
     target: str = ""
     met: str = ""
 
@@ -33,6 +35,8 @@ HEADER = Row(
     "ours/ws",
     "socketio",
     "ours/sio",
+    "flask-sock",
+    "ours/fs",
     "target",
     "met",
 )
@@ -68,12 +72,17 @@ def capacity_rows(results: dict[str, Any]) -> list[Row]:
     peers = results.get("peers") or {}
     by_size = {
         name: {s["size"]: s for s in (r or {}).get("steps", [])}
-        for name, r in (("bare", peers.get("websockets")), ("sio", peers.get("socketio")))
+        for name, r in (
+            ("bare", peers.get("websockets")),
+            ("sio", peers.get("socketio")),
+            ("fs", peers.get("flask-sock")),
+        )
     }
     rows: list[Row] = []
     for step in ours["steps"]:
         size = step["size"]
         bare, sio = by_size["bare"].get(size), by_size["sio"].get(size)
+        fs = by_size["fs"].get(size)
         label = f"1. idle, {size} sockets"
         at_target = size == TARGET_SIZE
 
@@ -87,9 +96,10 @@ def capacity_rows(results: dict[str, Any]) -> list[Row]:
             step: dict[str, Any] = step,
             bare: dict[str, Any] | None = bare,
             sio: dict[str, Any] | None = sio,
+            fs: dict[str, Any] | None = fs,
         ) -> None:
             row = Row(label, figure, show(step), target=target, met=verdict(ok))
-            for peer, attr in ((bare, "bare"), (sio, "sio")):
+            for peer, attr in ((bare, "bare"), (sio, "sio"), (fs, "fs")):
                 if peer is None:
                     continue
                 setattr(row, attr, show(peer))
