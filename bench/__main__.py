@@ -94,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
             # socket records from the capacity steps) would slow the next one's every listener.
             # Production Firestore's queries cost what they return.
             if bench.stack is not None and name != "peers":
-                bench.stack.reset_firestore()
+                # After a heavy scenario the emulator may take a while to answer.
+                bench.stack.reset_firestore(timeout=120.0)
             results[name] = body()
         except Exception:
             errors[name] = traceback.format_exc()

@@ -247,13 +247,14 @@ class Stack:
             "DEPLOYCHAT_PROJECT_ID": self.config.project,
         }
 
-    def reset_firestore(self) -> None:
+    def reset_firestore(self, timeout: float = 10.0) -> None:
         assert self.firestore
         url = (
             f"http://{self.firestore.host}/emulator/v1/projects/{self.config.project}"
             "/databases/(default)/documents"
         )
-        urllib.request.urlopen(urllib.request.Request(url, method="DELETE"), timeout=10).close()
+        request = urllib.request.Request(url, method="DELETE")
+        urllib.request.urlopen(request, timeout=timeout).close()
 
     # ---------------------------------------------------------------- Pub/Sub wiring
 
