@@ -26,8 +26,10 @@ def db(stack: Stack) -> firestore.Client:
     return firestore.Client(project=stack.config.project)
 
 
-def log(db: firestore.Client, session: str, turn: str, clock: Clock) -> TurnLog:
-    return TurnLog(db, session, turn, lease_s=60, ttl_s=3600, clock=clock)
+def log(
+    db: firestore.Client, session: str, turn: str, clock: Clock, *, ordered: bool = True
+) -> TurnLog:
+    return TurnLog(db, session, turn, lease_s=60, ttl_s=3600, clock=clock, ordered=ordered)
 
 
 def typing(turn: str, on: bool = True) -> dict[str, Any]:
@@ -134,14 +136,14 @@ def test_a_copy_without_ordering_key_waits_for_the_earlier_queued_turn(
     clock = Clock()
     accept(db, uid, "first", clock.now - 2)
     accept(db, uid, "second", clock.now - 1)
-    copy = TurnLog(db, uid, "second", lease_s=60, ttl_s=3600, clock=clock, ordered=False)
+    copy = log(db, uid, "second", clock, ordered=False)
     with pytest.raises(QueuedBehind):
         copy.begin()
     assert seqs(db, uid) == [], "a refused copy writes nothing"
     first = log(db, uid, "first", clock)
     assert first.begin() is not None
     first.append([typing("first", False)], {}, finish=True)
-    again = TurnLog(db, uid, "second", lease_s=60, ttl_s=3600, clock=clock, ordered=False)
+    again = log(db, uid, "second", clock, ordered=False)
     assert again.begin() is not None, "once the earlier turn started, the copy may go"
 
 
@@ -160,7 +162,7 @@ def test_an_earlier_turn_lost_for_longer_than_the_lease_holds_nothing_back(
     clock = Clock()
     accept(db, uid, "lost", clock.now - 61)
     accept(db, uid, "later", clock.now - 1)
-    copy = TurnLog(db, uid, "later", lease_s=60, ttl_s=3600, clock=clock, ordered=False)
+    copy = log(db, uid, "later", clock, ordered=False)
     assert copy.begin() is not None
 
 
@@ -169,7 +171,7 @@ def test_a_turn_whose_publish_failed_holds_nothing_back(db: firestore.Client, ui
     accept(db, uid, "failed", clock.now - 2)
     turn_ref(db, uid, "failed").update({"status": "unpublished"})
     accept(db, uid, "next", clock.now - 1)
-    copy = TurnLog(db, uid, "next", lease_s=60, ttl_s=3600, clock=clock, ordered=False)
+    copy = log(db, uid, "next", clock, ordered=False)
     assert copy.begin() is not None
 
 
