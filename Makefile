@@ -7,6 +7,8 @@ PYTHON ?= $(shell (python3.12 -c 'import sys; print(sys.executable)' 2>/dev/null
 # uv must use that interpreter; it cannot download one here.
 export UV_PYTHON_DOWNLOADS := never
 UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
+# The scripts use the same uv (scripts/check_infra.sh, scripts/stage_function.py).
+export UV
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.synced

@@ -18,6 +18,9 @@ if ! command -v terraform >/dev/null 2>&1; then
     exit 2
 fi
 
+# uv as the Makefile found it (on PATH, or `python3.12 -m uv`): split into words on purpose.
+UV=${UV:-uv}
+
 installed_version() {
     # importlib.metadata answers in milliseconds; `checkov --version` takes seconds.
     "$TOOLS/bin/python" -c 'import importlib.metadata as m; print(m.version("checkov"))' 2>/dev/null || true
@@ -26,8 +29,8 @@ installed_version() {
 if [[ ! -x "$TOOLS/bin/checkov" ]] || [[ "$(installed_version)" != "$CHECKOV_VERSION" ]]; then
     echo "check_infra: installing checkov $CHECKOV_VERSION into .venv-tools" >&2
     # The project's Python 3.12 (the one .venv was made with); uv never downloads one.
-    [[ -d "$TOOLS" ]] || UV_PYTHON_DOWNLOADS=never uv venv --quiet --python "$ROOT/.venv/bin/python" "$TOOLS"
-    uv pip install --quiet --python "$TOOLS" "checkov==$CHECKOV_VERSION"
+    [[ -d "$TOOLS" ]] || UV_PYTHON_DOWNLOADS=never $UV venv --quiet --python "$ROOT/.venv/bin/python" "$TOOLS"
+    $UV pip install --quiet --python "$TOOLS" "checkov==$CHECKOV_VERSION"
 fi
 
 echo "check_infra: terraform fmt -check -recursive infra" >&2

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -53,16 +54,20 @@ class StageError(Exception):
     """The source cannot be staged; the message says why."""
 
 
-def uv_binary() -> str:
+def uv_command() -> list[str]:
+    """uv as the Makefile found it (`UV`: on PATH, or `python3.12 -m uv`), else from PATH."""
+    configured = os.environ.get("UV", "").strip()
+    if configured:
+        return shlex.split(configured)
     found = shutil.which("uv")
     if found is None:
         raise StageError("uv is not on PATH; it exports requirements.txt from uv.lock")
-    return found
+    return [found]
 
 
 def export_requirements(root: Path, dest: Path) -> None:
     """Write the function's requirements, pinned with hashes, from the lock file."""
-    argv = [uv_binary(), *EXPORT_ARGS, "--output-file", str(dest)]
+    argv = [*uv_command(), *EXPORT_ARGS, "--output-file", str(dest)]
     result = subprocess.run(argv, cwd=root, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise StageError(f"uv export failed: {result.stderr.strip()}")

@@ -85,6 +85,34 @@ def test_many_targets_share_one_stream_and_survive_a_broken_stream(emulator: Emu
     mux.close()
 
 
+def test_a_document_target_sends_the_document_now_and_on_each_change(emulator: Emulator) -> None:
+    """What the edge listens to: the session document, not a query on its events."""
+    db = firestore.Client(project=PROJECT)
+    mux = ListenMux(lambda: db, backoff_s=(0.1, 1.0))
+    seen: dict[str, list[int]] = defaultdict(list)
+    lock = threading.Lock()
+    docs = [db.collection("sessions").document(f"doc{n}") for n in range(5)]
+    docs[0].set({"last_seq": 7})
+
+    def collector(doc_id: str, data: dict[str, object]) -> None:
+        with lock:
+            seen[doc_id].append(int(str(data["last_seq"])))
+
+    subscriptions = [mux.watch_document(doc, collector) for doc in docs]
+    wait_until(lambda: seen["doc0"] == [7])  # the document as it is when watched
+    for doc in docs:
+        doc.set({"last_seq": 8}, merge=True)
+    wait_until(lambda: all(seen[d.id][-1:] == [8] for d in docs))
+    assert seen["doc1"] == [8], "a document that did not exist is not reported until it does"
+    subscriptions[1].unsubscribe()
+    docs[1].set({"last_seq": 9})
+    docs[2].set({"last_seq": 9})
+    wait_until(lambda: seen["doc2"][-1] == 9)
+    time.sleep(0.5)
+    assert seen["doc1"] == [8]
+    mux.close()
+
+
 def test_a_quiet_stream_is_probed_not_reopened(emulator: Emulator) -> None:
     db = firestore.Client(project=PROJECT)
     mux = ListenMux(lambda: db, idle_timeout_s=0.5, probe_timeout_s=3.0)

@@ -14,9 +14,13 @@ class FakeStore:
         self.stored = stored
         self.reads: list[int] = []
 
-    def read_events(self, session_id: str, after_seq: int, limit: int) -> list[SessionEvent]:
+    def read_events(
+        self, session_id: str, after_seq: int, upto: int, limit: int
+    ) -> tuple[list[SessionEvent], int]:
+        # As the real store does: by seq, after_seq + 1 .. min(upto, after_seq + limit).
         self.reads.append(after_seq)
-        return [e for e in self.stored if e.seq > after_seq][:limit]
+        last = min(upto, after_seq + limit)
+        return [e for e in self.stored if after_seq < e.seq <= last], last
 
 
 class Kicks:
@@ -71,7 +75,8 @@ def test_the_seq_from_the_session_document_triggers_a_catch_up() -> None:
 def test_events_gone_from_firestore_are_passed_over() -> None:
     feed, _ = feed_with([])
     feed.note_last_seq(5)
-    assert feed.take(0) == ([], 5)
+    assert feed.take(0) == ([], 3)  # a page at a time (replay_page_size=3)
+    assert feed.take(3) == ([], 5)
 
 
 def test_subscribers_are_kicked_when_the_feed_learns_of_more() -> None:
@@ -87,3 +92,22 @@ def test_subscribers_are_kicked_when_the_feed_learns_of_more() -> None:
     feed.unsubscribe(sub)
     feed.ingest([ev(4)])
     assert sub.count == 3
+
+
+def test_the_session_document_brings_its_tail_and_its_last_seq() -> None:
+    feed, store = feed_with([ev(n) for n in range(1, 4)])
+    sub = Kicks()
+    feed.subscribe(sub)
+    feed.on_session(3, [ev(3)])  # the listener skipped the versions that carried 1 and 2
+    assert sub.count == 2
+    assert feed.take(0) == ([ev(1), ev(2), ev(3)], 3)
+    assert store.reads == [0]
+    feed.on_session(3, [ev(3)])  # the same document again (an edge wrote updated_at)
+    assert sub.count == 2
+
+
+def test_a_page_whose_end_is_gone_moves_the_cursor_past_it() -> None:
+    feed, _ = feed_with([ev(1), ev(2)])  # 3 expired
+    feed.note_last_seq(4)
+    assert feed.take(0) == ([ev(1), ev(2)], 3)
+    assert feed.take(3) == ([], 4)

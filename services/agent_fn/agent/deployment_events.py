@@ -34,7 +34,7 @@ from .build_status import (
     service_url,
     stages,
 )
-from .event_writes import EventDraft, run_transaction, store_events
+from .event_writes import EventDraft, run_transaction, session_log, store_events
 from .gcp_clients import GcpClients
 from .settings import AgentSettings
 from .tools.cloud_run_deploy import cancel_build
@@ -142,6 +142,7 @@ class BuildEvents:
             update["status"] = "building"
         if drafts:
             session = session_snap.to_dict() or {}
+            tail: list[dict[str, Any]] = []
             seq = store_events(
                 txn,
                 self._db,
@@ -150,8 +151,9 @@ class BuildEvents:
                 drafts,
                 now,
                 self._settings.session_ttl_days * 86400,
+                tail,
             )
-            txn.update(session_doc, {"last_seq": seq, "updated_at": now})
+            txn.update(session_doc, {**session_log(seq, tail), "updated_at": now})
         txn.set(record_doc, update, merge=True)
         cancel = None
         if cancel_asked and build.status not in TERMINAL:

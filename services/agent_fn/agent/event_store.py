@@ -49,7 +49,14 @@ from google.cloud import firestore
 from deploychat.errors import TransientError
 from deploychat.firestore_layout import session_ref, turn_ref
 
-from .event_writes import EventDraft, expiry, run_transaction, snapshot_data, store_events
+from .event_writes import (
+    EventDraft,
+    expiry,
+    run_transaction,
+    session_log,
+    snapshot_data,
+    store_events,
+)
 
 log = logging.getLogger(__name__)
 
@@ -252,6 +259,7 @@ class TurnLog:
         if not self._ordered and not turn.get("attempts"):
             self._check_not_queued_behind(txn, turn, now)
         seq = int(session.get("last_seq", 0))
+        tail: list[dict[str, Any]] = []
         if abandoned is not None:
             # Its attempts are spent or its function died for good: close it for the clients
             # (so no turn is left "typing" forever) before this one starts.
@@ -266,7 +274,7 @@ class TurnLog:
                 },
                 {"type": "typing", "turn_id": abandoned["turn_id"], "is_typing": False},
             ]
-            seq = self._write_events(txn, seq, drafts, now)
+            seq = self._write_events(txn, seq, drafts, now, tail)
             txn.set(other_ref, {"status": "abandoned", "finished_at": now}, merge=True)
             log.warning("turn %s of session %s abandoned", abandoned["turn_id"], self.session_id)
         attempts = int(turn.get("attempts", 0)) + 1
@@ -283,7 +291,7 @@ class TurnLog:
         opened: dict[str, Any] = {}
         if opening is not None:
             drafts, opened = opening(progress)
-            seq = self._write_events(txn, seq, drafts, now)
+            seq = self._write_events(txn, seq, drafts, now, tail)
         txn.set(
             self._turn,
             {
@@ -297,10 +305,12 @@ class TurnLog:
             },
             merge=True,
         )
+        # The tail is replaced only by an append, so a begin without events leaves it be.
+        log_fields = session_log(seq, tail) if tail else {"last_seq": seq}
         txn.set(
             self._session,
             {
-                "last_seq": seq,
+                **log_fields,
                 "active_turn": {
                     "turn_id": self.turn_id,
                     "lease": lease,
@@ -392,13 +402,15 @@ class TurnLog:
             prepared = prepare(txn, session, turn)
             drafts = [*drafts, *prepared.drafts]
             writes = prepared.writes
-        seq = self._write_events(txn, int(session.get("last_seq", 0)), drafts, now)
+        tail: list[dict[str, Any]] = []
+        seq = self._write_events(txn, int(session.get("last_seq", 0)), drafts, now, tail)
         for kind, ref, data in writes:
             if kind == "create":
                 txn.create(ref, data)
             else:
                 txn.set(ref, data, merge=True)
-        session_update: dict[str, Any] = {**extra_session, "last_seq": seq, "updated_at": now}
+        log_fields = session_log(seq, tail) if tail else {"last_seq": seq}
+        session_update: dict[str, Any] = {**extra_session, **log_fields, "updated_at": now}
         turn_update: dict[str, Any] = dict(progress)
         if finish:
             session_update["active_turn"] = firestore.DELETE_FIELD
@@ -436,6 +448,11 @@ class TurnLog:
         )
 
     def _write_events(
-        self, txn: firestore.Transaction, seq: int, drafts: list[EventDraft], now: float
+        self,
+        txn: firestore.Transaction,
+        seq: int,
+        drafts: list[EventDraft],
+        now: float,
+        tail: list[dict[str, Any]],
     ) -> int:
-        return store_events(txn, self._db, self.session_id, seq, drafts, now, self._ttl_s)
+        return store_events(txn, self._db, self.session_id, seq, drafts, now, self._ttl_s, tail)

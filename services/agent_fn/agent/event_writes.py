@@ -8,6 +8,7 @@ client raises when Firestore stays busy into a TransientError (Pub/Sub delivers 
 from __future__ import annotations
 
 import datetime
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +22,11 @@ from deploychat.protocol import SESSION_EVENT
 
 EventDraft = dict[str, Any]  # a stored event without `seq`, `ts` (given here)
 
+# The session document's `tail` holds the events of its last append, up to this size, so that
+# the edges, which listen to the session document, get them without another read. Firestore
+# allows 1 MiB a document; the session document is read in every append.
+TAIL_BYTES = 16 * 1024
+
 
 def store_events(
     txn: firestore.Transaction,
@@ -30,11 +36,13 @@ def store_events(
     drafts: list[EventDraft],
     now: float,
     ttl_s: float,
+    tail: list[dict[str, Any]] | None = None,
 ) -> int:
     """Write `drafts` as the events after `seq` in `txn`; returns the new last seq.
 
     Public for appends outside a turn (agent/deployment_events.py), which read and update the
-    session's `last_seq` in the same transaction, as turns do.
+    session's `last_seq` in the same transaction, as turns do, and its `tail`: each event
+    written is added to `tail`, for `session_log(seq, tail)`.
     """
     events = events_ref(db, session_id)
     for draft in drafts:
@@ -45,9 +53,25 @@ def store_events(
             # Our own bug, never the user's: refuse to store an event the protocol forbids.
             raise PermanentError(f"refusing to store an invalid event: {exc}") from exc
         doc = event.model_dump(exclude_none=True)
+        if tail is not None:
+            tail.append(dict(doc))
         doc["expire_at"] = expiry(now, ttl_s)
         txn.create(events.document(event_doc_id(seq)), doc)
     return seq
+
+
+def session_log(seq: int, tail: list[dict[str, Any]]) -> dict[str, Any]:
+    """The session document's fields after an append: `last_seq`, and the newest events of the
+    append in `tail` (oldest first, at most TAIL_BYTES, possibly none: the edges read by seq
+    whatever the tail lacks). A tail is replaced, never merged: it is only a shortcut."""
+    kept: list[dict[str, Any]] = []
+    size = 0
+    for doc in reversed(tail):
+        size += len(json.dumps(doc, default=str))
+        if size > TAIL_BYTES:
+            break
+        kept.append(doc)
+    return {"last_seq": seq, "tail": list(reversed(kept))}
 
 
 def run_transaction(db: firestore.Client, body: Callable[..., Any], *args: Any) -> Any:

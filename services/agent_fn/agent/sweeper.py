@@ -36,7 +36,7 @@ from deploychat.firestore_layout import SESSIONS, events_ref, session_ref, turn_
 from deploychat.turn_message import TurnRequest
 
 from .event_store import attempt_alive
-from .event_writes import run_transaction, store_events
+from .event_writes import run_transaction, session_log, store_events
 from .settings import AgentSettings
 
 log = logging.getLogger(__name__)
@@ -173,12 +173,13 @@ class TurnSweeper:
         if turn.get("typing_on", True):
             drafts.append({"type": "typing", "turn_id": turn_id, "is_typing": False})
         ttl_s = self._settings.session_ttl_days * 86400
+        tail: list[dict[str, Any]] = []
         seq = store_events(
-            txn, self._db, session_id, int(session.get("last_seq", 0)), drafts, now, ttl_s
+            txn, self._db, session_id, int(session.get("last_seq", 0)), drafts, now, ttl_s, tail
         )
         txn.update(
             session_ref(self._db, session_id),
-            {"last_seq": seq, "updated_at": now, "active_turn": firestore.DELETE_FIELD},
+            {**session_log(seq, tail), "updated_at": now, "active_turn": firestore.DELETE_FIELD},
         )
         txn.set(
             turn_ref(self._db, session_id, turn_id),

@@ -52,8 +52,10 @@ _PROBE_COLLECTION = "_listen_probes"
 @dataclass
 class _Target:
     target_id: int
-    parent: str
-    query: Any  # StructuredQuery proto
+    # Either a query (its parent's path and StructuredQuery proto) or one document's path.
+    parent: str | None
+    query: Any
+    document: str | None
     on_document: DocumentCallback
     known: KnownDocument | None = None
 
@@ -86,6 +88,7 @@ class ListenMux:
         self._probe_sent: float | None = None
         self._watchdog: threading.Thread | None = None
         self._cut = False  # the watchdog cancelled the stream (a stall, not an error)
+        self._cancelled: Any = None  # the call it cancelled: never cut twice
         self.reconnects = 0
         self.watchdog_reconnects = 0
         self.probes = 0
@@ -105,13 +108,22 @@ class ListenMux:
         are skipped before they are decoded. Only for documents that never change.
         """
         parent, _ = query._parent._parent_info()
-        target = _Target(
-            next(self._ids),
-            parent,
-            query._to_protobuf(),
-            on_document,
-            known,
-        )
+        target = _Target(next(self._ids), parent, query._to_protobuf(), None, on_document, known)
+        return self._add(target)
+
+    def watch_document(
+        self, document: firestore.DocumentReference, on_document: DocumentCallback
+    ) -> Subscription:
+        """Call `on_document(doc_id, data)` with the document as it is now, and on each change.
+
+        A document target costs the server a lookup by name per write, where a query target
+        may cost a scan (the emulator re-runs the query over the whole database: measured).
+        Changes that follow each other quickly may arrive as one, the latest.
+        """
+        target = _Target(next(self._ids), None, None, document._document_path, on_document)
+        return self._add(target)
+
+    def _add(self, target: _Target) -> Subscription:
         with self._lock:
             self._targets[target.target_id] = target
             if self._requests is not None:
@@ -146,13 +158,17 @@ class ListenMux:
         return database
 
     def _add_request(self, target: _Target) -> ListenRequest:
-        return ListenRequest(
-            database=self._database,
-            add_target=Target(
+        if target.document is not None:
+            spec = Target(
+                documents=Target.DocumentsTarget(documents=[target.document]),
+                target_id=target.target_id,
+            )
+        else:
+            spec = Target(
                 query=Target.QueryTarget(parent=target.parent, structured_query=target.query),
                 target_id=target.target_id,
-            ),
-        )
+            )
+        return ListenRequest(database=self._database, add_target=spec)
 
     def _start(self) -> None:
         if self._thread is None:
@@ -228,6 +244,8 @@ class ListenMux:
             call, requests = self._call, self._requests
             if call is None or requests is None or not self._targets:
                 return
+            if call is self._cancelled:
+                return  # cut already; the reader reconnects once the call has unwound
             # A fresh stream has asked for its targets: the answer is due like a probe's.
             asked = self._probe_sent if self._probe_sent is not None else self._opened
             waiting = self._probe_sent is not None or self._heard <= self._opened
@@ -239,6 +257,7 @@ class ListenMux:
                     now - self._heard,
                     len(self._targets),
                 )
+                self._cancelled = call
                 call.cancel()
                 return
             if self._probe_sent is not None and self._heard > self._probe_sent:

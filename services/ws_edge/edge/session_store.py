@@ -13,7 +13,14 @@ from typing import Any, Protocol
 from google.cloud import firestore
 from pydantic import ValidationError
 
-from deploychat.firestore_layout import SEQ_WIDTH, SESSIONS, events_ref, session_ref, turn_ref
+from deploychat.firestore_layout import (
+    SEQ_WIDTH,
+    SESSIONS,
+    event_doc_id,
+    events_ref,
+    session_ref,
+    turn_ref,
+)
 from deploychat.protocol import SESSION_EVENT, ErrorEvent, SessionEvent, is_reserved_id
 
 from .identity import User
@@ -209,41 +216,46 @@ class SessionStore:
             )
         return out
 
-    def read_events(self, session_id: str, after_seq: int, limit: int) -> list[SessionEvent]:
-        query = (
-            events_ref(self.db, session_id)
-            .where(filter=firestore.FieldFilter("seq", ">", after_seq))
-            .order_by("seq")
-            .limit(limit)
-        )
-        return [to_event(s.id, s.to_dict() or {}) for s in query.stream()]
+    def read_events(
+        self, session_id: str, after_seq: int, upto: int, limit: int
+    ) -> tuple[list[SessionEvent], int]:
+        """The stored events after `after_seq`, up to `upto` (committed: the session said so),
+        at most `limit`; and the seq read up to. Read by document id (the zero-padded seq), not
+        by a query: the emulator runs a query over its whole database (measured), and a read
+        by id costs the same in production. An event missing here has expired (TTL)."""
+        last = min(upto, after_seq + limit)
+        events = events_ref(self.db, session_id)
+        refs = [events.document(event_doc_id(seq)) for seq in range(after_seq + 1, last + 1)]
+        found = [to_event(s.id, s.to_dict() or {}) for s in self.db.get_all(refs) if s.exists]
+        return sorted(found, key=lambda e: e.seq), last
 
     def watch(
-        self,
-        session_id: str,
-        window: int,
-        on_events: Callable[[list[SessionEvent]], None],
-        known: Callable[[int], bool] | None = None,
+        self, session_id: str, on_session: Callable[[int, list[SessionEvent]], None]
     ) -> Unsubscribe:
-        """Listen to the session's newest `window` events; call back with each one added.
+        """Listen to the session document: call back with its `last_seq` and the events of its
+        last append (`tail`, agent/event_writes.py), now and on every change.
 
-        A bounded query: a listener's whole result set is re-sent on every change (measured
-        on the emulator), so a listener on the whole collection would cost O(events) per write.
-        Events never change, so those `known(seq)` says are held already are not decoded again.
-        All sessions share one Listen stream (listen_mux).
+        A document, not a query on the events: each change costs one read however many events
+        it adds, and the emulator matches a document target by name where it re-runs a query
+        target over its whole database on every write (measured: tens of ms at 10,000 events).
+        Changes close together may come as one, the latest; what its tail lacks, the feed reads
+        by seq. All sessions share one Listen stream (listen_mux).
         """
-        query = (
-            events_ref(self.db, session_id)
-            .order_by("seq", direction=firestore.Query.DESCENDING)
-            .limit(window)
-        )
 
-        def known_id(doc_id: str) -> bool:
-            return known is not None and _is_seq_id(doc_id) and known(int(doc_id))
+        def on_document(_doc_id: str, doc: dict[str, Any]) -> None:
+            raw_seq = doc.get("last_seq")
+            last_seq = raw_seq if isinstance(raw_seq, int) and raw_seq >= 0 else 0
+            raw_tail = doc.get("tail")
+            tail = raw_tail if isinstance(raw_tail, list) else []
+            events = [
+                to_event("", item)
+                for item in tail
+                if isinstance(item, dict) and isinstance(item.get("seq"), int)
+            ]
+            # Not past last_seq: a tail is only ever that append's own events.
+            on_session(last_seq, [e for e in events if 0 < e.seq <= last_seq])
 
-        return self.mux.watch(
-            query, lambda doc_id, doc: on_events([to_event(doc_id, doc)]), known_id
-        )
+        return self.mux.watch_document(session_ref(self.db, session_id), on_document)
 
     @property
     def mux(self) -> ListenMux:

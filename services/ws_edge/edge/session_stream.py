@@ -1,13 +1,13 @@
 """Streams a session's stored events to its sockets: replay and live through one path.
 
 Each socket keeps a cursor, the highest `seq` it has sent. One `SessionFeed` per session and
-process learns of new events from a Firestore listener on the session's newest few events, and
-keeps the most recent ones in memory. When it learns of a higher `seq` it kicks its sockets; a
-socket then takes the events after its cursor from that memory when they are all there, and
-otherwise (it is replaying after a reconnect, or more events landed at once than the listener's
-window holds) reads them from Firestore by `seq`. Events are only ever sent as `cursor + 1,
-cursor + 2, ...`, so there is no gap and no repeat at the seam between replay and live, whatever
-order the listener and the reads answer in.
+process learns of new events from a Firestore listener on the session document (its `last_seq`
+and the events of its last append, `tail`), and keeps the most recent ones in memory. When it
+learns of a higher `seq` it kicks its sockets; a socket then takes the events after its cursor
+from that memory when they are all there, and otherwise (it is replaying after a reconnect, or
+the listener skipped a version of the document) reads them from Firestore by `seq`, as document
+ids. Events are only ever sent as `cursor + 1, cursor + 2, ...`, so there is no gap and no
+repeat at the seam between replay and live, whatever order the listener and the reads answer in.
 """
 
 from __future__ import annotations
@@ -60,9 +60,7 @@ class SessionFeed:
     def ensure_started(self) -> None:
         with self._start_lock:
             if self._watch is None and not self._closed:
-                self._watch = self._store.watch(
-                    self.session_id, self._settings.listen_window, self.ingest, self.knows
-                )
+                self._watch = self._store.watch(self.session_id, self.on_session)
 
     def stop(self) -> None:
         with self._start_lock:
@@ -88,18 +86,20 @@ class SessionFeed:
             self._high = seq
         self._kick()
 
-    def ingest(self, events: list[SessionEvent]) -> None:
-        """Events from the listener (any order, possibly already known)."""
+    def on_session(self, last_seq: int, events: list[SessionEvent]) -> None:
+        """The session document as the listener saw it: its `last_seq` and the events of its
+        last append (possibly not all of them, possibly known already)."""
         with self._lock:
             before = self._high
             self._remember(events)
+            self._high = max(self._high, last_seq)
             grew = self._high > before
         if grew:
             self._kick()
 
-    def knows(self, seq: int) -> bool:
-        """Whether the event `seq` is in memory (the listener need not decode it again)."""
-        return seq in self._recent
+    def ingest(self, events: list[SessionEvent]) -> None:
+        """Events learnt without the session's `last_seq` (any order, possibly known)."""
+        self.on_session(0, events)
 
     def take(self, cursor: int) -> tuple[list[SessionEvent], int]:
         """The events after `cursor` that are known to exist, and the cursor after them.
@@ -118,14 +118,17 @@ class SessionFeed:
                 seq += 1
         if batch and batch[-1].seq == high:
             return batch, high
-        events = self._store.read_events(self.session_id, cursor, self._settings.replay_page_size)
+        events, upto = self._store.read_events(
+            self.session_id, cursor, high, self._settings.replay_page_size
+        )
         if not events:
-            log.warning("session %s: events %d..%d are gone", self.session_id, cursor + 1, high)
-            return [], high
+            log.warning("session %s: events %d..%d are gone", self.session_id, cursor + 1, upto)
+            return [], upto
         with self._lock:
             # Kept for the session's other sockets, which are likely just as far behind.
             self._remember(events)
-        return events, events[-1].seq
+        # Past the last one read if the rest of the page is gone (expired: TTL).
+        return events, upto
 
     def _remember(self, events: list[SessionEvent]) -> None:
         for event in events:

@@ -106,10 +106,7 @@ class EdgeSettings(CommonSettings):
         default=10.0, description="How long a chat waits for Pub/Sub before it is refused."
     )
     replay_page_size: int = Field(
-        default=500, ge=1, description="Events read per Firestore query when catching up."
-    )
-    listen_window: int = Field(
-        default=10, ge=1, description="Newest events each session listener watches."
+        default=500, ge=1, description="Events read by id per Firestore request when catching up."
     )
     feed_buffer: int = Field(
         default=256, ge=1, description="Recent events kept in memory per watched session."
