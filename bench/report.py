@@ -169,7 +169,8 @@ def fanout_rows(r: dict[str, Any] | None) -> list[Row]:
         # One transaction per streamed piece (pieces coalesced to one per 150 ms per turn):
         # the session and the turn read, the event created, both updated. At Firestore's list
         # prices (reads $0.06, writes $0.18 per 100,000) about $0.0007 per 100 pieces; the
-        # edge adds 1 read per event and listening edge instance.
+        # edge adds 1 read per append (the session document, with its tail) and listening edge
+        # instance.
         Row(
             label,
             "Firestore reads / writes per streamed piece",

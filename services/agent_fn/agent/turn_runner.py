@@ -188,9 +188,12 @@ class TurnRunner:
             return pieces.add(deployed.text) or deployed.cancelled
         toolbox = Toolbox(self._settings, turn_log, session, dict(progress.tools))
         budget = self._settings.history_token_budget * CHARS_PER_TOKEN
-        notes = session_notes(
-            session, read_deployments(self._db, turn.session_id), char_budget=budget // 2
+        # A deployment needs a workspace first (toolbox.py): a session without one has none,
+        # and is spared the query (which the emulator runs over its whole database).
+        deployments = (
+            read_deployments(self._db, turn.session_id) if session.get("workspace") else []
         )
+        notes = session_notes(session, deployments, char_budget=budget // 2)
         context = TurnContext(
             tools=self._tools, notes=notes, deadline=self._deadline(turn, progress)
         )

@@ -135,14 +135,11 @@ class Connection:
     def _read_loop(self) -> None:
         settings = self._settings
         last_frame = time.monotonic()
-        renew_at = last_frame + settings.connection_lease_s / 2
         while self._open and self._ws.connected:
             now = time.monotonic()
             deadlines = [last_frame + settings.idle_timeout_s, self.opened_at + self._max_age_s]
             if not self._init_received:
                 deadlines.append(self.opened_at + settings.init_timeout_s)
-            if self._socket_recorded:
-                deadlines.append(renew_at)
             message = self._ws.receive(timeout=max(0.0, min(deadlines) - now))
             now = time.monotonic()
             if message is not None:
@@ -157,9 +154,6 @@ class Connection:
             elif now >= self.opened_at + self._max_age_s:
                 # Before the platform's request timeout cuts it: the client reconnects at once.
                 self.close(CLOSE_RESTART, "connection age limit: reconnect")
-            elif self._socket_recorded and now >= renew_at and self._user is not None:
-                renew_at = now + settings.connection_lease_s / 2
-                spawn(self._renew_socket, self._user.uid)
 
     def _receive(self, raw: str | bytes) -> None:
         """One frame from the client; frames are handled in the order they came."""
@@ -327,12 +321,6 @@ class Connection:
             self._error(
                 "internal", "the cancel could not be recorded; send it again", frame.turn_id
             )
-
-    def _renew_socket(self, uid: str) -> None:
-        try:
-            self._services.sockets.renew(uid, self._id)
-        except Exception:
-            log.warning("renewing socket record of %s failed", uid, exc_info=True)
 
     def _forget_socket(self, uid: str) -> None:
         try:

@@ -6,19 +6,24 @@ key already counted (a chat resent after a lost ack) is not counted again, so at
 resends never use up a user's allowance. The check and the write that the counted frame causes
 happen in one transaction (see SessionStore), so nothing is stored for a refused frame.
 
-Open sockets are records `users/{uid}/sockets/{id}` with a lease, renewed while the socket
-lives and deleted when it closes; an instance that dies leaves records that simply expire.
+Open sockets are records `users/{uid}/sockets/{id}` with a lease, renewed (all of a process's
+together) while the socket lives and deleted when it closes; an instance that dies leaves
+records that simply expire.
 """
 
 from __future__ import annotations
 
 import datetime
+import logging
 import math
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from google.cloud import firestore
+
+log = logging.getLogger(__name__)
 
 Kind = Literal["turns", "cancels", "sessions"]
 
@@ -85,12 +90,24 @@ class CountedWindow:
 
 
 class SocketRegistry:
-    """Open sockets per user, across instances."""
+    """Open sockets per user, across instances.
+
+    The records of this process's sockets are renewed together, every half lease, in batched
+    writes of up to 500: at 5,000 sockets a renewal each on its own came to 33 Firestore RPCs a
+    second on an idle edge, each a greenlet and a gRPC call; batched, it is 10 RPCs per half
+    lease. Firestore bills the same writes either way.
+    """
+
+    BATCH = 500  # Firestore's limit of writes per commit
 
     def __init__(self, db: firestore.Client, limit: int, lease_s: float) -> None:
         self._db = db
         self._limit = limit
         self._lease_s = lease_s
+        self._live: set[tuple[str, str]] = set()  # (uid, socket id)
+        self._lock = threading.Lock()
+        self._renewer: threading.Thread | None = None
+        self.renewals = 0
 
     def open(self, uid: str, socket_id: str) -> None:
         """Record an open socket, or RateLimited if the user holds too many."""
@@ -110,14 +127,40 @@ class SocketRegistry:
             soonest = min(float((s.to_dict() or {}).get("expires_at", now)) for s in others)
             raise RateLimited("too many open connections", max(1.0, round(soonest - now)))
         sockets.document(socket_id).set(self._record(now))
-
-    def renew(self, uid: str, socket_id: str) -> None:
-        user_ref(self._db, uid).collection(SOCKETS).document(socket_id).set(
-            self._record(time.time())
-        )
+        with self._lock:
+            self._live.add((uid, socket_id))
+            if self._renewer is None:
+                self._renewer = threading.Thread(
+                    target=self._renew_forever, daemon=True, name="socket-leases"
+                )
+                self._renewer.start()
 
     def close(self, uid: str, socket_id: str) -> None:
+        with self._lock:
+            self._live.discard((uid, socket_id))
         user_ref(self._db, uid).collection(SOCKETS).document(socket_id).delete()
+
+    def renew_all(self) -> int:
+        """Renew every live socket's record now, in batches; the number renewed."""
+        with self._lock:
+            live = sorted(self._live)
+        record = self._record(time.time())
+        for start in range(0, len(live), self.BATCH):
+            batch = self._db.batch()
+            for uid, socket_id in live[start : start + self.BATCH]:
+                batch.set(user_ref(self._db, uid).collection(SOCKETS).document(socket_id), record)
+            batch.commit()
+        self.renewals += len(live)
+        return len(live)
+
+    def _renew_forever(self) -> None:
+        while True:
+            time.sleep(self._lease_s / 2)
+            try:
+                self.renew_all()
+            except Exception:
+                # The next round tries again, half a lease before the records run out.
+                log.warning("renewing socket records failed", exc_info=True)
 
     def _record(self, now: float) -> dict[str, Any]:
         return {
