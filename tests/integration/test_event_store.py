@@ -196,3 +196,45 @@ def test_the_edge_marks_a_failed_publish_and_a_resend_takes_its_place_anew(
     turn_ref(db, uid, "t1").update({"status": "running"})
     store.mark_unpublished(uid, "t1")
     assert turn_ref(db, uid, "t1").get().to_dict()["status"] == "running"
+
+
+def test_a_turn_accepted_and_never_started_is_published_again_with_backoff(
+    db: firestore.Client, uid: str
+) -> None:
+    """Its push was lost: no attempt, no lease, nothing holds the session. The sweeper finds it
+    by its record (as the edge writes it) and publishes it again, later again, until it starts."""
+    from agent.settings import AgentSettings
+    from agent.sweeper import TurnSweeper
+    from deploychat.turn_message import TurnRequest
+
+    now = [2_000_000.0]
+    session = f"unstarted-{uid}"
+    session_ref(db, session).set({"last_seq": 0})
+    for n, turn in enumerate(("first", "second")):
+        turn_ref(db, session, turn).set(
+            {"status": "accepted", "content": f"hello {turn}", "accepted_at": now[0] + n}
+        )
+    published: list[TurnRequest] = []
+    settings = AgentSettings(sweep_unstarted_after_s=120, sweep_retry_after_s=60)
+    sweeper = TurnSweeper(db, settings, publish=published.append, clock=lambda: now[0])
+
+    def republished() -> list[str]:
+        keys = sweeper.sweep().republished
+        return sorted(k.split("/")[1] for k in keys if k.startswith(f"{session}/"))
+
+    assert republished() == [], "not old enough"
+    now[0] += 200
+    assert republished() == ["first", "second"]
+    assert [(t.turn_id, t.content) for t in published if t.session_id == session] == [
+        ("first", "hello first"),
+        ("second", "hello second"),
+    ]
+    assert republished() == [], "its copy is on the way"
+    now[0] += 61
+    assert republished() == ["first", "second"], "no attempt came: again"
+    now[0] += 61
+    assert republished() == [], "then after twice as long"
+    # The first copy starts: only the second is still waiting (behind it, event_store.py).
+    assert log(db, session, "first", Clock()).begin() is not None
+    now[0] += 61
+    assert republished() == ["second"]

@@ -745,6 +745,18 @@ def test_history_index() -> None:
     assert needed <= indexes, needed - indexes
 
 
+def test_the_sweepers_never_started_turns_index() -> None:
+    index = data().resource("google_firestore_index", "turns_status_accepted_at")
+    assert index["collection"] == "turns"
+    assert index["query_scope"] == "COLLECTION_GROUP"  # across every session
+    assert index["fields"] == [
+        {"field_path": "status", "order": "ASCENDING"},
+        {"field_path": "accepted_at", "order": "ASCENDING"},
+    ]
+    source = (ROOT / "services/agent_fn/agent/sweeper.py").read_text()
+    assert "collection_group(TURNS)" in source and '"accepted_at", "<"' in source
+
+
 def composite_queries() -> set[tuple[str, str, str]]:
     """(equality field, order field, direction) of the services' Firestore queries."""
     found = set()

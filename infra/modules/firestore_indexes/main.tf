@@ -25,8 +25,8 @@ resource "google_firestore_field" "expire_at" {
 
 # The agent's history query (services/agent_fn/agent, history of a session):
 #   sessions/{sid}/events where final == true order by seq desc limit N
-# An equality filter plus an order on another field needs this composite index. The edge's
-# queries (seq > x order by seq; order by seq desc limit k) use single-field indexes.
+# An equality filter plus an order on another field needs this composite index. The edge reads
+# events by document id, and listens to session documents: no index.
 resource "google_firestore_index" "events_final_seq" {
   project     = var.project_id
   database    = var.database
@@ -60,5 +60,25 @@ resource "google_firestore_index" "sessions_owner_updated" {
   fields {
     field_path = "updated_at"
     order      = "DESCENDING"
+  }
+}
+
+# The sweeper's turns that were accepted and never started (agent/sweeper.py), in every session:
+#   collection group turns where status == "accepted" and accepted_at < t
+# A collection-group query with an equality and a range on another field needs this index.
+resource "google_firestore_index" "turns_status_accepted_at" {
+  project     = var.project_id
+  database    = var.database
+  collection  = "turns"
+  query_scope = "COLLECTION_GROUP"
+
+  fields {
+    field_path = "status"
+    order      = "ASCENDING"
+  }
+
+  fields {
+    field_path = "accepted_at"
+    order      = "ASCENDING"
   }
 }

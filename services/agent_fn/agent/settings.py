@@ -123,6 +123,12 @@ class AgentSettings(CommonSettings):
         description="Publishes of a stuck turn without any new attempt before the sweeper closes "
         "it with an error.",
     )
+    sweep_unstarted_after_s: float = Field(
+        default=180.0,
+        gt=0,
+        description="A turn accepted this long ago that no attempt has started is published "
+        "again by the sweeper (then again after sweep_retry_after_s, doubling, at most 15 min).",
+    )
     sweep_batch: int = Field(default=200, ge=1, description="Stuck sessions one sweep handles.")
     max_tool_rounds: int = Field(
         default=6,

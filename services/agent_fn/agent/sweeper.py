@@ -17,6 +17,10 @@ finds sessions whose active turn stopped beating (or whose lease ran out) and:
 Every step is idempotent: the decision and its record are one transaction on the session and
 the turn, and a sweep that dies after it only delays the publish to the next sweep.
 
+A turn that was accepted but never started (its push lost, or held by Pub/Sub) holds no
+session; the sweeper publishes it again after `sweep_unstarted_after_s` (3 min), and again
+with backoff, until an attempt starts.
+
 Bound (defaults): an attempt is taken for dead 3 heartbeats (30 s) after its last beat, and is
 published again by the next sweep (every 60 s): driven again within 90 s, plus Pub/Sub's push.
 With no attempt ever starting, it is closed after 3 more publishes 60 s apart: within 4.5 min.
@@ -32,7 +36,7 @@ from typing import Any, Literal
 
 from google.cloud import firestore
 
-from deploychat.firestore_layout import SESSIONS, events_ref, session_ref, turn_ref
+from deploychat.firestore_layout import SESSIONS, TURNS, events_ref, session_ref, turn_ref
 from deploychat.turn_message import TurnRequest
 
 from .event_store import attempt_alive
@@ -50,6 +54,7 @@ class SweepReport:
     redriven: list[str] = field(default_factory=list)  # "session/turn"
     closed: list[str] = field(default_factory=list)
     cleared: list[str] = field(default_factory=list)  # a finished turn still holding its session
+    republished: list[str] = field(default_factory=list)  # accepted, never started
     errors: int = 0
 
     def as_dict(self) -> dict[str, Any]:
@@ -57,6 +62,7 @@ class SweepReport:
             "redriven": self.redriven,
             "closed": self.closed,
             "cleared": self.cleared,
+            "republished": self.republished,
             "errors": self.errors,
         }
 
@@ -95,9 +101,69 @@ class TurnSweeper:
                     # Recorded as tried: the next sweep after `sweep_retry_after_s` tries again.
                     log.exception("publishing stuck turn %s again failed", key)
                     report.errors += 1
-        if report.redriven or report.closed or report.cleared:
+        self._sweep_unstarted(now, report)
+        if report.redriven or report.closed or report.cleared or report.republished:
             log.warning("sweep: %s", report.as_dict())
         return report
+
+    # ---------------------------------------------------------------- never started
+
+    def _sweep_unstarted(self, now: float, report: SweepReport) -> None:
+        """Turns the edge accepted (and acknowledged to the client) that no attempt has ever
+        started: their push was lost, or Pub/Sub holds it. They hold no session, so nothing
+        else notices them. Each is published again (no ordering key: a copy that comes before
+        an earlier turn of its session waits for it, event_store.py), then again after
+        `sweep_retry_after_s`, doubling up to 15 minutes. Never closed: a copy may still be on
+        its way, and a turn that starts late is still answered in order."""
+        cutoff = now - self._settings.sweep_unstarted_after_s
+        query = (
+            self._db.collection_group(TURNS)
+            .where(filter=firestore.FieldFilter("status", "==", "accepted"))
+            .where(filter=firestore.FieldFilter("accepted_at", "<", cutoff))
+            .limit(self._settings.sweep_batch)
+        )
+        for snap in query.stream():
+            session_ref_ = snap.reference.parent.parent
+            if session_ref_ is None or not snap.id.startswith("t-"):
+                continue
+            session_id, turn_id = session_ref_.id, snap.id[2:]
+            key = f"{session_id}/{turn_id}"
+            try:
+                turn = run_transaction(self._db, self._decide_unstarted, session_id, turn_id)
+                if turn is not None:
+                    self._publish(turn)
+                    report.republished.append(key)
+            except Exception:
+                # Recorded as tried (or not at all): a later sweep tries again.
+                log.exception("publishing never-started turn %s again failed", key)
+                report.errors += 1
+
+    def _decide_unstarted(
+        self, txn: firestore.Transaction, session_id: str, turn_id: str
+    ) -> TurnRequest | None:
+        now = self._clock()
+        doc = turn_ref(self._db, session_id, turn_id)
+        turn = _data(doc.get(transaction=txn))
+        if turn.get("status") != "accepted" or turn.get("attempts"):
+            return None  # started (or finished) since the query
+        redrive = turn.get("redrive") or {}
+        count = int(redrive.get("count", 0))
+        wait = min(self._settings.sweep_retry_after_s * 2 ** max(0, count - 1), 900.0)
+        if count and float(redrive.get("at", 0)) > now - wait:
+            return None
+        content = turn.get("content")
+        if not isinstance(content, str):
+            raise LookupError(f"turn {session_id}/{turn_id} has no content to publish")
+        # `attempts: 0`: once an attempt starts, the started-turn rules count afresh.
+        txn.set(doc, {"redrive": {"attempts": 0, "count": count + 1, "at": now}}, merge=True)
+        return TurnRequest(
+            session_id=session_id,
+            turn_id=turn_id,
+            content=content,
+            accepted_at=float(turn.get("accepted_at", now)),
+        )
+
+    # ---------------------------------------------------------------- started, then lost
 
     def _candidates(self, now: float) -> list[str]:
         """Sessions whose active turn stopped beating, or (attempts without beats) expired."""
