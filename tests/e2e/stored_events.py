@@ -1,5 +1,10 @@
 """Writes session events into Firestore the way the agent does, for what the agent cannot
-emit yet on demand (analyses, deployments) and for a conversation staged for a screenshot."""
+emit yet on demand (analyses, deployments) and for a conversation staged for a screenshot.
+
+The append is the agent's own (`store_events` in a transaction that reads and updates the
+session's `last_seq` and `tail`), so it serialises with the turns the page's own frames start:
+a click that answers a card runs a real turn, which appends at the same time.
+"""
 
 from __future__ import annotations
 
@@ -8,24 +13,26 @@ from typing import Any
 
 from google.cloud import firestore
 
-from deploychat.firestore_layout import event_doc_id, events_ref, session_ref
-from deploychat.protocol import SESSION_EVENT
+from agent.event_writes import run_transaction, session_log, store_events
+from deploychat.firestore_layout import session_ref
 from devstack.stack import Stack
+
+# Long enough that a staged event never expires during a test.
+_TTL_S = 24 * 3600.0
 
 
 def append_events(stack: Stack, session_id: str, drafts: list[dict[str, Any]]) -> int:
     """Store `drafts` (events without seq) after the session's last; returns the new last seq."""
     db = firestore.Client(project=stack.config.project)
     session = session_ref(db, session_id)
-    last = int((session.get().to_dict() or {}).get("last_seq", 0))
-    batch = db.batch()
-    now = time.time()
-    for seq, draft in enumerate(drafts, start=last + 1):
-        event = SESSION_EVENT.validate_python({**draft, "seq": seq, "ts": now})
-        batch.create(
-            events_ref(db, session_id).document(event_doc_id(seq)),
-            event.model_dump(exclude_none=True),
-        )
-    batch.set(session, {"last_seq": last + len(drafts), "updated_at": now}, merge=True)
-    batch.commit()
-    return last + len(drafts)
+
+    def body(txn: firestore.Transaction) -> int:
+        snap = session.get(transaction=txn)
+        last = int((snap.to_dict() or {}).get("last_seq", 0))
+        now = time.time()
+        tail: list[dict[str, Any]] = []
+        seq = store_events(txn, db, session_id, last, drafts, now, _TTL_S, tail)
+        txn.set(session, {**session_log(seq, tail), "updated_at": now}, merge=True)
+        return seq
+
+    return int(run_transaction(db, body))
