@@ -156,7 +156,7 @@ def test_a_keyed_delivery_is_never_held_back(db: firestore.Client, uid: str) -> 
     assert log(db, uid, "second", clock).begin() is not None
 
 
-def test_an_earlier_turn_lost_for_longer_than_the_lease_holds_nothing_back(
+def test_an_earlier_turn_lost_for_longer_than_the_hold_holds_nothing_back(
     db: firestore.Client, uid: str
 ) -> None:
     clock = Clock()
@@ -164,6 +164,22 @@ def test_an_earlier_turn_lost_for_longer_than_the_lease_holds_nothing_back(
     accept(db, uid, "later", clock.now - 1)
     copy = log(db, uid, "later", clock, ordered=False)
     assert copy.begin() is not None
+
+
+def test_an_earlier_turn_queued_past_the_lease_still_holds_a_copy_back_within_the_hold(
+    db: firestore.Client, uid: str
+) -> None:
+    # The 10,000-turn chaos run: Pub/Sub kept a session's turn queued for over the lease, and an
+    # unkeyed copy of the next one went first. Queued is not lost: the hold is its own bound.
+    clock = Clock()
+    accept(db, uid, "slow", clock.now - 61)
+    accept(db, uid, "later", clock.now - 1)
+    held = TurnLog(db, uid, "later", lease_s=60, hold_s=600, ttl_s=3600, clock=clock, ordered=False)
+    with pytest.raises(QueuedBehind):
+        held.begin()
+    clock.now += 600
+    late = TurnLog(db, uid, "later", lease_s=60, hold_s=600, ttl_s=3600, clock=clock, ordered=False)
+    assert late.begin() is not None, "past the hold the earlier turn is taken for lost"
 
 
 def test_a_turn_whose_publish_failed_holds_nothing_back(db: firestore.Client, uid: str) -> None:

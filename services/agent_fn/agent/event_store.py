@@ -24,10 +24,12 @@ Turns are answered in the order the edge acked them (PROTOCOL.md). The edge publ
 with the session as its ordering key, and Pub/Sub then delivers a turn only after the session's
 earlier turns were acknowledged. A copy published without the key (a duplicate publish, a copy
 sent by hand) carries no such promise. So such a copy, of a turn that has never started, may
-start it only if no earlier turn of the session, accepted by the edge within `lease_s`, is
+start it only if no earlier turn of the session, accepted by the edge within `hold_s`, is
 still waiting to start (`QueuedBehind`, retried by Pub/Sub); the earlier turn's own delivery
-comes first. Past `lease_s` the earlier turn is taken for lost and holds nothing back, and so
-does a turn whose publish failed (the edge marks it `unpublished`; the client got no ack) until
+comes first. `hold_s` is far longer than the lease: a busy Pub/Sub may keep the earlier turn
+queued for many minutes, and the sweeper publishes a turn that never started again within
+minutes, so the wait ends. Past `hold_s` the earlier turn is taken for lost and holds nothing
+back, and so does a turn whose publish failed (the edge marks it `unpublished`; the client got no ack) until
 the client sends it again. Keyed deliveries are never held back: Pub/Sub's order for one key is
 the order of the publishes, which across two edges (two tabs) may differ from the order of the
 accepts, and holding a keyed turn back behind one queued after it on that key would deadlock.
@@ -137,9 +139,13 @@ class TurnLog:
         clock: Callable[[], float] = time.time,
         heartbeat_s: float | None = None,
         ordered: bool = True,
+        hold_s: float | None = None,
     ) -> None:
-        """`ordered`: delivered with its ordering key (see the module's docstring)."""
+        """`ordered`: delivered with its ordering key (see the module's docstring). `hold_s`:
+        how long an earlier turn that never started holds back an unkeyed copy (default
+        `lease_s`)."""
         self._db = db
+        self._hold_s = lease_s if hold_s is None else hold_s
         self._ordered = ordered
         self.session_id = session_id
         self.turn_id = turn_id
@@ -342,7 +348,7 @@ class TurnLog:
             if snap.reference.path == self._turn.path:
                 continue
             accepted_at = (snap.to_dict() or {}).get("accepted_at")
-            if isinstance(accepted_at, int | float) and now - self._lease_s < accepted_at < mine:
+            if isinstance(accepted_at, int | float) and now - self._hold_s < accepted_at < mine:
                 raise QueuedBehind(
                     f"turn {self.turn_id} of session {self.session_id} came before an earlier "
                     f"turn ({snap.id}) started"

@@ -101,6 +101,13 @@ class AgentSettings(CommonSettings):
         default=600.0,
         description="How long a running turn holds its session before another turn may take over.",
     )
+    queued_hold_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="How long a turn the edge accepted, and no attempt has started, holds back "
+        "a later turn's copy published without the ordering key, so turns stay in order while "
+        "Pub/Sub is slow; the sweeper publishes such a turn again long before.",
+    )
     turn_heartbeat_s: float = Field(
         default=10.0,
         gt=0,

@@ -84,6 +84,7 @@ class TurnRunner:
             ttl_s=self._settings.session_ttl_days * 86400,
             heartbeat_s=self._settings.turn_heartbeat_s,
             ordered=ordered,
+            hold_s=self._settings.queued_hold_s,
         )
         # The user's message and typing go with the lease: one commit before the model is asked.
         progress = turn_log.begin(lambda found: self._opening(turn, found))
