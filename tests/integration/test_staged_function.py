@@ -32,6 +32,7 @@ from deploychat.firestore_layout import events_ref, session_ref, turn_ref
 from deploychat.turn_message import TurnRequest
 from devstack.processes import free_port, http_get
 from devstack.stack import Emulator, StackConfig
+from tests.support.uv import uv_command
 
 pytestmark = pytest.mark.integration
 
@@ -83,7 +84,7 @@ def firestore_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory: pytest.TempPathFactory, firestore_host: str) -> Iterator[Deployed]:
-    uv = shutil.which("uv")
+    uv = uv_command()
     if uv is None:
         pytest.skip("needs uv")
     base = tmp_path_factory.mktemp("deployed")
@@ -95,10 +96,12 @@ def deployed(tmp_path_factory: pytest.TempPathFactory, firestore_host: str) -> I
     )
     # A fresh environment from the staged requirements alone (as the buildpack does with pip).
     venv = base / "venv"
-    subprocess.run([uv, "venv", "--quiet", "--python", python_for_runtime(), str(venv)], check=True)
+    subprocess.run(
+        [*uv, "venv", "--quiet", "--python", python_for_runtime(), str(venv)], check=True
+    )
     python = venv / "bin" / "python"
     subprocess.run(
-        [uv, "pip", "install", "--quiet", "--python", str(python), "-r", "requirements.txt"],
+        [*uv, "pip", "install", "--quiet", "--python", str(python), "-r", "requirements.txt"],
         cwd=staged,
         check=True,
         timeout=300,

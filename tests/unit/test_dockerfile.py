@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.uv import uv_command
+
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "services" / "ws_edge" / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
@@ -254,10 +256,10 @@ def free_port() -> int:
 def python312() -> str | None:
     """A Python 3.12 interpreter (the image's minor version), if this machine has one."""
     candidates: list[str] = []
-    uv = shutil.which("uv")
+    uv = uv_command()
     if uv is not None:
         found = subprocess.run(
-            [uv, "python", "find", "--no-python-downloads", "3.12"],
+            [*uv, "python", "find", "--no-python-downloads", "3.12"],
             capture_output=True,
             text=True,
             check=False,
@@ -280,7 +282,7 @@ def python312() -> str | None:
 @pytest.mark.integration
 def test_replayed_stages_serve_healthz(tmp_path: Path) -> None:
     """The deps stage's commands, then the runtime stage's files, environment and command."""
-    uv, python = shutil.which("uv"), python312()
+    uv, python = uv_command(), python312()
     if uv is None or python is None:
         pytest.skip("needs uv and a Python 3.12")
     # deps: the export command exactly as written, then the install into a fresh venv.
@@ -290,12 +292,12 @@ def test_replayed_stages_serve_healthz(tmp_path: Path) -> None:
         shutil.copy2(ROOT / name, src / name)
     run = " ".join(stage("deps").all("RUN"))
     export = next(c.strip() for c in run.split("&&") if c.strip().startswith("uv export"))
-    subprocess.run([uv, *shlex.split(export)[1:]], cwd=src, check=True, capture_output=True)
+    subprocess.run([*uv, *shlex.split(export)[1:]], cwd=src, check=True, capture_output=True)
     venv = tmp_path / "opt" / "venv"
-    subprocess.run([uv, "venv", "--quiet", "--python", python, str(venv)], check=True)
+    subprocess.run([*uv, "venv", "--quiet", "--python", python, str(venv)], check=True)
     subprocess.run(
         [
-            uv,
+            *uv,
             "pip",
             "install",
             "--quiet",

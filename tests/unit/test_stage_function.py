@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import re
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -13,10 +12,12 @@ from types import ModuleType
 
 import pytest
 
+from tests.support.uv import uv_command
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "stage_function.py"
 
-pytestmark = pytest.mark.skipif(shutil.which("uv") is None, reason="needs uv (uv export)")
+pytestmark = pytest.mark.skipif(uv_command() is None, reason="needs uv (uv export)")
 
 
 def load_script() -> ModuleType:
