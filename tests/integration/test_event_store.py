@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import threading
-from typing import Any
+import time
+from typing import Any, cast
 
 import pytest
 from google.cloud import firestore
 
 from agent.event_store import LeaseLost, QueuedBehind, SessionBusy, TurnLog
+from agent.settings import AgentSettings
+from agent.turn_runner import TurnRunner
 from deploychat.firestore_layout import events_ref, session_ref, turn_ref
+from deploychat.turn_message import TurnRequest
 from devstack.stack import Stack
 
 
@@ -182,6 +186,22 @@ def test_an_earlier_turn_queued_past_the_lease_still_holds_a_copy_back_within_th
     assert late.begin() is not None, "past the hold the earlier turn is taken for lost"
 
 
+def test_the_runner_acknowledges_an_early_copy_and_the_turn_stays_accepted(
+    db: firestore.Client, uid: str
+) -> None:
+    # Retried, a held copy spends Pub/Sub's delivery attempts for as long as the earlier turn
+    # is queued (the emulator stops pushing altogether once one is dead-lettered). Dropped, it
+    # costs nothing: the turn is still `accepted`, so its keyed delivery or the sweeper runs it.
+    now = time.time()
+    accept(db, uid, "first", now - 2)
+    accept(db, uid, "second", now - 1)
+    runner = TurnRunner(db, cast(Any, None), AgentSettings())  # the model is never reached
+    copy = TurnRequest(session_id=uid, turn_id="second", content="hi", accepted_at=now - 1)
+    runner.run(copy, ordered=False)  # returns: the delivery is acknowledged
+    assert seqs(db, uid) == []
+    assert (turn_ref(db, uid, "second").get().to_dict() or {})["status"] == "accepted"
+
+
 def test_a_turn_whose_publish_failed_holds_nothing_back(db: firestore.Client, uid: str) -> None:
     clock = Clock()
     accept(db, uid, "failed", clock.now - 2)
@@ -221,7 +241,6 @@ def test_a_turn_accepted_and_never_started_is_published_again_with_backoff(
     by its record (as the edge writes it) and publishes it again, later again, until it starts."""
     from agent.settings import AgentSettings
     from agent.sweeper import TurnSweeper
-    from deploychat.turn_message import TurnRequest
 
     now = [2_000_000.0]
     session = f"unstarted-{uid}"

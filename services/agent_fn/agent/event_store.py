@@ -23,16 +23,17 @@ attempt's beats ran out. The sweeper (sweeper.py) finds the turn even if no copy
 Turns are answered in the order the edge acked them (PROTOCOL.md). The edge publishes each turn
 with the session as its ordering key, and Pub/Sub then delivers a turn only after the session's
 earlier turns were acknowledged. A copy published without the key (a duplicate publish, a copy
-sent by hand) carries no such promise. So such a copy, of a turn that has never started, may
-start it only if no earlier turn of the session, accepted by the edge within `hold_s`, is
-still waiting to start (`QueuedBehind`, retried by Pub/Sub); the earlier turn's own delivery
-comes first. `hold_s` is far longer than the lease: a busy Pub/Sub may keep the earlier turn
-queued for many minutes, and the sweeper publishes a turn that never started again within
-minutes, so the wait ends. Past `hold_s` the earlier turn is taken for lost and holds nothing
-back, and so does a turn whose publish failed (the edge marks it `unpublished`; the client got no ack) until
-the client sends it again. Keyed deliveries are never held back: Pub/Sub's order for one key is
-the order of the publishes, which across two edges (two tabs) may differ from the order of the
-accepts, and holding a keyed turn back behind one queued after it on that key would deadlock.
+sent by hand, the sweeper's) carries no such promise. So such a copy, of a turn that has never
+started, may start it only if no earlier turn of the session, accepted by the edge within
+`hold_s`, is still waiting to start. Otherwise it raises `QueuedBehind`, at once, and the runner
+acknowledges the copy and drops it: the turn stays `accepted`, so its own keyed delivery runs
+it, or the sweeper publishes it again. `hold_s` is far longer than the lease, since a busy
+Pub/Sub may keep the earlier turn queued for many minutes. Past `hold_s` the earlier turn is
+taken for lost and holds nothing back, and so does a turn whose publish failed (the edge marks
+it `unpublished`; the client got no ack) until the client sends it again. Keyed deliveries are
+never held back: Pub/Sub's order for one key is the order of the publishes, which across two
+edges (two tabs) may differ from the order of the accepts, and holding a keyed turn back behind
+one queued after it on that key would deadlock.
 """
 
 from __future__ import annotations
@@ -180,6 +181,8 @@ class TurnLog:
                     self._db, self._begin, lease, opening
                 )
                 break
+            except QueuedBehind:
+                raise  # not worth waiting for: the earlier turn may be queued for minutes
             except SessionBusy:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or not self._heartbeat_s:

@@ -104,9 +104,10 @@ class AgentSettings(CommonSettings):
     queued_hold_s: float = Field(
         default=3600.0,
         gt=0,
-        description="How long a turn the edge accepted, and no attempt has started, holds back "
-        "a later turn's copy published without the ordering key, so turns stay in order while "
-        "Pub/Sub is slow; the sweeper publishes such a turn again long before.",
+        description="How long a turn the edge accepted, and no attempt has started, keeps a "
+        "later turn's copy published without the ordering key from starting (the copy is "
+        "acknowledged and dropped: the later turn stays accepted), so turns stay in order while "
+        "Pub/Sub is slow.",
     )
     turn_heartbeat_s: float = Field(
         default=10.0,

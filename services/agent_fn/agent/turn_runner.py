@@ -20,7 +20,7 @@ from deploychat.tracing import tracer
 from deploychat.turn_message import TurnRequest
 
 from .deployments import DeploymentRunner, classify_reply, source_dir_for
-from .event_store import LeaseLost, TurnLog, TurnProgress
+from .event_store import LeaseLost, QueuedBehind, TurnLog, TurnProgress
 from .event_writes import EventDraft
 from .history import CHARS_PER_TOKEN, read_deployments, read_history, session_notes
 from .model import (
@@ -87,7 +87,15 @@ class TurnRunner:
             hold_s=self._settings.queued_hold_s,
         )
         # The user's message and typing go with the lease: one commit before the model is asked.
-        progress = turn_log.begin(lambda found: self._opening(turn, found))
+        try:
+            progress = turn_log.begin(lambda found: self._opening(turn, found))
+        except QueuedBehind as exc:
+            # Acknowledged, not retried: the turn stays accepted, so its own keyed delivery, or
+            # the sweeper's next publish of it, runs it once the earlier turn has started.
+            # Retried instead, a copy held for long spends Pub/Sub's delivery attempts, and its
+            # push slots, on nothing.
+            log.info("dropping an early copy: %s", exc)
+            return
         if progress is None:
             log.info("turn %s/%s already answered", turn.session_id, turn.turn_id)
             return
