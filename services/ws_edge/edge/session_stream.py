@@ -79,8 +79,12 @@ class SessionFeed:
             self._subscribers.discard(subscriber)
 
     def note_last_seq(self, seq: int) -> None:
-        """A committed `seq` learnt elsewhere (the session document, read when a socket opens)."""
-        self.on_session(seq, [])
+        """A committed `seq` learnt elsewhere (the session document)."""
+        with self._lock:
+            if seq <= self._high:
+                return
+            self._high = seq
+        self._kick()
 
     def on_session(self, last_seq: int, events: list[SessionEvent]) -> None:
         """The session document as the listener saw it: its `last_seq` and the events of its
