@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import urllib.request
 import uuid
 from dataclasses import dataclass
@@ -61,17 +60,13 @@ def sign_up_email(
 # The user a test's sockets act for unless they say otherwise: one per test (tests/conftest.py
 # forgets it between tests), so every socket of a test may resume that test's sessions.
 _current: User | None = None
-_current_lock = threading.Lock()
 
 
 def current_user() -> User:
     global _current
-    # Under a lock: threads of one test that race here would each sign up a guest of their own,
-    # and a socket of one could not resume the session another's opened.
-    with _current_lock:
-        if _current is None:
-            _current = sign_up_guest()
-        return _current
+    if _current is None:
+        _current = sign_up_guest()
+    return _current
 
 
 def forget_current_user() -> None:
