@@ -31,9 +31,17 @@ def db(stack: Stack) -> firestore.Client:
 
 
 def log(
-    db: firestore.Client, session: str, turn: str, clock: Clock, *, ordered: bool = True
+    db: firestore.Client,
+    session: str,
+    turn: str,
+    clock: Clock,
+    *,
+    ordered: bool = True,
+    hold_s: float | None = None,
 ) -> TurnLog:
-    return TurnLog(db, session, turn, lease_s=60, ttl_s=3600, clock=clock, ordered=ordered)
+    return TurnLog(
+        db, session, turn, lease_s=60, ttl_s=3600, clock=clock, ordered=ordered, hold_s=hold_s
+    )
 
 
 def typing(turn: str, on: bool = True) -> dict[str, Any]:
@@ -178,11 +186,11 @@ def test_an_earlier_turn_queued_past_the_lease_still_holds_a_copy_back_within_th
     clock = Clock()
     accept(db, uid, "slow", clock.now - 61)
     accept(db, uid, "later", clock.now - 1)
-    held = TurnLog(db, uid, "later", lease_s=60, hold_s=600, ttl_s=3600, clock=clock, ordered=False)
+    held = log(db, uid, "later", clock, ordered=False, hold_s=600)
     with pytest.raises(QueuedBehind):
         held.begin()
     clock.now += 600
-    late = TurnLog(db, uid, "later", lease_s=60, hold_s=600, ttl_s=3600, clock=clock, ordered=False)
+    late = log(db, uid, "later", clock, ordered=False, hold_s=600)
     assert late.begin() is not None, "past the hold the earlier turn is taken for lost"
 
 
