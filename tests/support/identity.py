@@ -59,6 +59,7 @@ def sign_up_email(
 
 # The user a test's sockets act for unless they say otherwise: one per test (tests/conftest.py
 # forgets it between tests), so every socket of a test may resume that test's sessions.
+# Not thread-safe: threads that need a user sign up their own.
 _current: User | None = None
 
 
