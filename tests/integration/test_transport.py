@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import selectors
 import socket
 import struct
 import time
@@ -117,15 +118,18 @@ def close_code(sock: socket.socket) -> tuple[int | None, float]:
 
 
 def tcp_closed_within(sock: socket.socket, seconds: float) -> bool:
-    sock.settimeout(seconds)
+    """Whether the server ends TCP within `seconds` in all, whatever it still sends meanwhile."""
+    deadline = time.monotonic() + seconds
     try:
-        while sock.recv(4096):
-            pass
+        while (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(left)
+            if not sock.recv(4096):
+                return True
     except TimeoutError:
         return False
     except OSError:
         return True
-    return True
+    return False
 
 
 def port(stack: Stack) -> int:
@@ -213,6 +217,57 @@ def test_a_client_that_stops_reading_is_dropped(short_stack: Stack) -> None:
     sock.close()
 
 
+def test_a_client_that_floods_frames_and_never_reads_is_dropped_at_the_write_limit(
+    short_stack: Stack,
+) -> None:
+    # Signed in, then frames each answered with an error echoing its id (~300 bytes) that this
+    # client never reads. Once its answers back up, the edge stops reading it (inbox_frames) and
+    # drops it at the write limit (2 s here), however fast it keeps sending.
+    sock, _, _ = handshake(port(short_stack))
+    send_frame(sock, json.dumps({"type": "init", "token": sign_up_guest().id_token}).encode())
+    while (frame := read_frame(sock)) is not None and b'"connected"' not in frame[1]:
+        pass
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    payload = json.dumps({"type": "x", "id": "r" * 240}).encode()
+    one = bytes([0x81, 0x80 | 126]) + struct.pack("!H", len(payload)) + bytes(4) + payload
+    flood = one * 1000
+    sock.setblocking(False)
+    selector = selectors.DefaultSelector()
+    selector.register(sock, selectors.EVENT_WRITE)
+    sent, dropped_at = 0, None
+    started = time.monotonic()
+    while time.monotonic() - started < 20:
+        try:  # resume where the last partial send stopped, so no frame is cut
+            sent += sock.send(flood[sent % len(flood) :])
+        except BlockingIOError:
+            selector.select(timeout=0.2)
+        except OSError:
+            dropped_at = time.monotonic() - started
+            break
+    selector.close()
+    sock.close()
+    assert dropped_at is not None, f"still connected after 20 s and {sent} bytes"
+    assert dropped_at < 2 + 2 + 2, f"dropped after {dropped_at:.1f} s"
+
+
+def test_the_init_limit_holds_while_the_client_keeps_sending(short_stack: Stack) -> None:
+    # A client that pings and never sends init is closed at the init limit all the same.
+    sock, _, _ = handshake(port(short_stack))
+    started = time.monotonic()
+    code = None
+    sock.settimeout(5)
+    while time.monotonic() - started < 10:
+        send_frame(sock, b'{"type": "ping", "ts": 1}')
+        frame = read_frame(sock)  # its pong, until the close frame
+        time.sleep(0.05)
+        if frame is None or frame[0] == 0x8:
+            code = struct.unpack("!H", frame[1][:2])[0] if frame else None
+            break
+    at = time.monotonic() - started
+    sock.close()
+    assert code == 1008 and 1.5 <= at < 6, (code, at)
+
+
 def test_a_closing_handshake_answered_by_the_client_is_clean(short_stack: Stack) -> None:
     sock, _, _ = handshake(port(short_stack), path="/ws/echo")
     send_frame(sock, struct.pack("!H", 1000) + b"bye", opcode=0x8)
@@ -263,7 +318,6 @@ def test_a_reserved_session_id_is_just_not_yours(stack: Stack) -> None:
 def test_drain_closes_every_socket_with_1012_at_once_even_past_clients_that_dont_read(
     stack: Stack,
 ) -> None:
-    import selectors
     import signal
 
     env = {"DEPLOYCHAT_ECHO_ROUTE": "true", "DEPLOYCHAT_INIT_TIMEOUT_S": "120"}

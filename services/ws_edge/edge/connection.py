@@ -5,7 +5,9 @@ The socket's own greenlet (flask-sock's handler) reads frames and keeps the prot
 the socket's maximum age (1012, so the platform's request timeout never cuts it). Frames are
 handled in the order they came, by short-lived greenlets: init, chat and cancel call Firestore
 and Pub/Sub, whose deep stacks would otherwise stay in the socket greenlet's memory for its
-whole life. A ping with nothing queued before it is answered at once.
+whole life. A ping with nothing queued before it is answered at once. At most `inbox_frames`
+frames wait to be handled: past that the socket is not read until they are, so a client that
+floods frames and never reads the answers is held back by TCP, and dropped at the write limit.
 """
 
 from __future__ import annotations
@@ -136,24 +138,27 @@ class Connection:
         settings = self._settings
         last_frame = time.monotonic()
         while self._open and self._ws.connected:
+            # Every turn, not only when no frame came: a client that keeps sending must still
+            # meet the init and age limits.
             now = time.monotonic()
+            if not self._init_received and now >= self.opened_at + settings.init_timeout_s:
+                self._error("not_initialized", "no init in time")
+                self.close(CLOSE_POLICY, "no init in time")
+                return
+            if now >= last_frame + settings.idle_timeout_s:
+                self.close(CLOSE_GOING_AWAY, "idle")
+                return
+            if now >= self.opened_at + self._max_age_s:
+                # Before the platform's request timeout cuts it: the client reconnects at once.
+                self.close(CLOSE_RESTART, "connection age limit: reconnect")
+                return
             deadlines = [last_frame + settings.idle_timeout_s, self.opened_at + self._max_age_s]
             if not self._init_received:
                 deadlines.append(self.opened_at + settings.init_timeout_s)
             message = self._ws.receive(timeout=max(0.0, min(deadlines) - now))
-            now = time.monotonic()
             if message is not None:
-                last_frame = now
+                last_frame = time.monotonic()
                 self._receive(message)
-                continue
-            if not self._init_received and now >= self.opened_at + settings.init_timeout_s:
-                self._error("not_initialized", "no init in time")
-                self.close(CLOSE_POLICY, "no init in time")
-            elif now >= last_frame + settings.idle_timeout_s:
-                self.close(CLOSE_GOING_AWAY, "idle")
-            elif now >= self.opened_at + self._max_age_s:
-                # Before the platform's request timeout cuts it: the client reconnects at once.
-                self.close(CLOSE_RESTART, "connection age limit: reconnect")
 
     def _receive(self, raw: str | bytes) -> None:
         """One frame from the client; frames are handled in the order they came."""
@@ -172,6 +177,8 @@ class Connection:
             return
         with self._lock:
             self._inbox.append(frame)
+            if len(self._inbox) >= self._settings.inbox_frames:
+                self._ws.pause_reading()
             if self._handling:
                 return
             self._handling = True
@@ -184,6 +191,8 @@ class Connection:
                     self._handling = False
                     return
                 frame = self._inbox.pop(0)
+                if len(self._inbox) == self._settings.inbox_frames - 1:
+                    self._ws.resume_reading()
             try:
                 self._handle(frame)
             except Exception:

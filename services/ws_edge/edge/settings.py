@@ -58,6 +58,14 @@ class EdgeSettings(CommonSettings):
         gt=0,
         description="A client that has not taken a frame for this long is dropped.",
     )
+    inbox_frames: int = Field(
+        default=8,
+        ge=1,
+        description="Frames a socket may have waiting to be handled; past it the edge stops "
+        "reading that socket until they are, so a client that floods and never reads its "
+        "answers is held back by TCP: it holds at most this many frames, plus one read of "
+        "4 KB, plus a partial frame (each frame at most max_frame_bytes).",
+    )
     close_timeout_s: float = Field(
         default=5.0, gt=0, description="After our close frame, TCP is dropped this soon."
     )

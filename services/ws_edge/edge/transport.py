@@ -11,7 +11,12 @@ the socket simple-websocket writes to, and nothing deeper:
   time, or the TCP connection is dropped;
 - `send()` here is `sendall()`: a partial send would otherwise cut a frame;
 - after the server's close frame, the TCP connection is dropped if the client has not answered
-  within `close_timeout_s` (simple-websocket waits for the client's close frame forever).
+  within `close_timeout_s` (simple-websocket waits for the client's close frame forever);
+- every read yields to the other greenlets first (see `GuardedSocket.recv`);
+- reading can be paused (`pause_reading`): simple-websocket's reader reads the socket as fast
+  as frames come and queues every message, with no bound, so a client that floods frames while
+  the edge waits to write to it would grow that queue for ever. Paused, its reader waits before
+  its next `recv()`, and TCP's window holds the client back.
 
 The handshake is refused before any upgrade when it is not one the edge serves (see
 `check_handshake`): a wrong version gets 426, a foreign Origin 403. permessage-deflate is never
@@ -111,13 +116,16 @@ def normalize_origin(origin: str) -> str | None:
 class GuardedSocket:
     """The socket simple-websocket reads and writes, with a lock and a deadline on writes.
 
-    Reading is left alone (simple-websocket's own greenlet blocks in recv()); `abort()` ends it.
+    Reading is left alone (simple-websocket's own greenlet blocks in recv()) unless paused;
+    `abort()` ends it.
     """
 
     def __init__(self, sock: socket.socket, write_timeout_s: float) -> None:
         self._sock = sock
         self._write_timeout_s = write_timeout_s
         self._lock = threading.Lock()
+        self._readable = threading.Event()  # cleared: the next recv() waits (backpressure)
+        self._readable.set()
         self.aborted = False
 
     def send(self, data: bytes) -> int:
@@ -133,11 +141,24 @@ class GuardedSocket:
         return len(data)
 
     def recv(self, size: int) -> bytes:
+        if gevent is not None:
+            # simple-websocket's reader calls recv() in a loop, and gevent's recv() does not
+            # yield while data is waiting: a client that floods frames would keep this greenlet
+            # on the CPU for good, and no other socket, timer or write deadline would run.
+            gevent.sleep(0)
+        self._readable.wait()
         return self._sock.recv(size)
+
+    def pause_reading(self) -> None:
+        self._readable.clear()
+
+    def resume_reading(self) -> None:
+        self._readable.set()
 
     def abort(self) -> None:
         """Drop the TCP connection now (no more frames can get through)."""
         self.aborted = True
+        self._readable.set()  # a paused reader wakes up to find the socket gone
         with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RDWR)
         with contextlib.suppress(OSError):
@@ -195,6 +216,13 @@ class ChatSocket:
 
     def send(self, text: str) -> None:
         self.send_raw(text)
+
+    def pause_reading(self) -> None:
+        """Read nothing more from the client until `resume_reading()` (see GuardedSocket)."""
+        self._guard.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._guard.resume_reading()
 
     def send_raw(self, data: str | bytes) -> None:
         """A text message for `str`, a binary one for `bytes`."""
