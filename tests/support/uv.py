@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
-import os
-import shlex
-import shutil
+import importlib.util
 import subprocess
+from pathlib import Path
+from types import ModuleType
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "stage_function.py"
+
+
+def _stage_function() -> ModuleType:
+    # scripts/ is not a package (Cloud Build runs the file alone): load it by path.
+    spec = importlib.util.spec_from_file_location("stage_function_for_uv", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def uv_command() -> list[str] | None:
-    """`UV` (the Makefile exports it: uv on PATH, or `python3.12 -m uv`), else uv on PATH; None
-    if neither runs."""
-    configured = shlex.split(os.environ.get("UV", ""))
-    found = shutil.which("uv")
-    for argv in (configured, [found] if found else []):
-        if not argv:
-            continue
-        try:
-            ok = subprocess.run([*argv, "--version"], capture_output=True, timeout=30).returncode
-        except (OSError, subprocess.TimeoutExpired):
-            continue
-        if ok == 0:
-            return argv
-    return None
+    """The staging script's own `uv_command()` (`UV`, else uv on PATH); None if it does not run."""
+    stage = _stage_function()
+    try:
+        argv: list[str] = stage.uv_command()
+        ok = subprocess.run([*argv, "--version"], capture_output=True, timeout=30).returncode
+    except (stage.StageError, OSError, subprocess.TimeoutExpired):
+        return None
+    return argv if ok == 0 else None
