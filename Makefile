@@ -6,7 +6,8 @@ SHELL := /bin/bash
 PYTHON ?= $(shell (python3.12 -c 'import sys; print(sys.executable)' 2>/dev/null) || ls -d $$HOME/.pyenv/versions/3.12*/bin/python3.12 /usr/bin/python3.12 2>/dev/null | tail -n 1)
 # uv must use that interpreter; it cannot download one here.
 export UV_PYTHON_DOWNLOADS := never
-UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
+# `uv --version`, not `command -v uv`: a pyenv shim named uv exists where the active version has none.
+UV := $(shell uv --version >/dev/null 2>&1 && echo uv || echo "$(PYTHON) -m uv")
 # The scripts use the same uv (scripts/check_infra.sh, scripts/stage_function.py).
 export UV
 VENV := .venv
@@ -19,7 +20,7 @@ PYTEST_ARGS ?=
 bootstrap: $(STAMP)
 
 $(STAMP): pyproject.toml uv.lock
-	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
+	@uv --version >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
 	@test -x $(PY) || $(UV) venv --quiet --python $(PYTHON) $(VENV)
 	$(UV) sync --frozen --all-extras --quiet
 	@touch $@
