@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -97,24 +98,45 @@ def _installer() -> str:
 
 @functools.cache
 def uv_binary() -> str | None:
-    """The uv binary itself, not a pyenv shim (which picks a Python by the app's .python-version
-    and may find no uv there)."""
-    found = shutil.which("uv")
-    if found and "/shims/" in found and (pyenv := shutil.which("pyenv")):
+    """A uv that runs, never a pyenv shim: a shim picks a Python by the app's .python-version or
+    the global one, which may have no uv (the shim then exits 127)."""
+    for candidate in _uv_candidates():
+        if _runs(candidate):
+            return candidate
+    return None
+
+
+def _uv_candidates() -> list[str]:
+    found = [
+        str(Path(d) / "uv")
+        for d in os.environ.get("PATH", "").split(os.pathsep)
+        if d and not d.rstrip("/").endswith("/shims") and (Path(d) / "uv").is_file()
+    ]
+    # uv installed into one of pyenv's Pythons, found by its path rather than through the shim.
+    if pyenv := shutil.which("pyenv"):
         try:
             out = subprocess.run(
-                [pyenv, "which", "uv"],
+                [pyenv, "whence", "--path", "uv"],
                 capture_output=True,
                 text=True,
                 timeout=10,
                 check=False,
                 env=minimal_env(),
             )
+            found += [line.strip() for line in out.stdout.splitlines() if line.strip()]
         except (OSError, subprocess.TimeoutExpired):
-            return found
-        real = out.stdout.strip()
-        return real if out.returncode == 0 and Path(real).is_file() else found
-    return found
+            pass
+    return list(dict.fromkeys(found))
+
+
+def _runs(uv: str) -> bool:
+    try:
+        out = subprocess.run(
+            [uv, "--version"], capture_output=True, timeout=10, check=False, env=minimal_env()
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return out.returncode == 0
 
 
 def install_steps(
