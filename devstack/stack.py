@@ -13,6 +13,8 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -253,8 +255,18 @@ class Stack:
             f"http://{self.firestore.host}/emulator/v1/projects/{self.config.project}"
             "/databases/(default)/documents"
         )
-        request = urllib.request.Request(url, method="DELETE")
-        urllib.request.urlopen(request, timeout=timeout).close()
+        # The emulator answers 409 while a transaction (a turn still finishing) holds a lock;
+        # that clears within the lock timeout, so try again until the deadline.
+        deadline = time.monotonic() + timeout
+        while True:
+            request = urllib.request.Request(url, method="DELETE")
+            try:
+                urllib.request.urlopen(request, timeout=timeout).close()
+                return
+            except urllib.error.HTTPError as exc:
+                if exc.code != 409 or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.2)
 
     # ---------------------------------------------------------------- Pub/Sub wiring
 
