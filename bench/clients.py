@@ -383,9 +383,11 @@ class Worker:
                     sock.close()
                     return
                 new.append(sock)
+                # Held at once, so a running heartbeat reaches it from its next round: a socket
+                # left silent until the last one opens would meet the edge's idle limit.
+                self.sockets.append(sock)
 
         await asyncio.gather(*(one(f) for f in inits))
-        self.sockets.extend(new)
         return {
             "opened": len(new),
             "failed": len(errors),
@@ -422,7 +424,7 @@ class Worker:
                 await self.heartbeat
             self.heartbeat = None
         latencies, self.heartbeat_latencies = self.heartbeat_latencies, []
-        if interval_s > 0 and self.sockets:
+        if interval_s > 0:
             self.heartbeat = self.loop.create_task(self._beat(interval_s))
         return {"latencies": latencies}
 

@@ -62,9 +62,16 @@ def measure(
         for size in plan.sizes:
             if size <= held:
                 continue
+            # The held sockets keep their heartbeat while more open, as real clients do: the
+            # edge closes a socket silent for its idle limit (75 s), and opening takes longer.
+            pool.call("heartbeat", {"interval_s": plan.heartbeat_s})
             opening = open_more(size - held)
             status = pool.call("status", {})
             held = sum(s["open"] for s in status)
+            closed_by_server: dict[str, int] = {}
+            for s in status:
+                for code, n in s["close_codes"].items():
+                    closed_by_server[str(code)] = closed_by_server.get(str(code), 0) + n
             log.info(
                 "%s: %d sockets held (%d failed) in %.1fs",
                 name,
@@ -91,6 +98,7 @@ def measure(
                 "held": held,
                 "failed": opening["failed"],
                 "errors": opening["errors"],
+                "closed_by_server": closed_by_server,  # close codes so far, by code
                 "open_seconds": round(opening["seconds"], 2),
                 "open_rate": round(opening["opened"] / max(1e-3, opening["seconds"]), 1),
                 "rss_mb": round(memory / 2**20, 1),
