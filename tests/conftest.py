@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -63,6 +63,22 @@ def stack(fake_gemini: FakeGemini) -> Iterator[Stack]:
     stack.start()
     yield stack
     stack.stop()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    # A failing test on the shared stack shows what the services last logged: CI keeps only
+    # the test output, not the logs under test-artifacts/.
+    report = yield
+    stack = getattr(item, "funcargs", {}).get("stack")
+    if report.failed and isinstance(stack, Stack):
+        for name, proc in (("edge", stack.edge), ("function", stack.function)):
+            if proc is not None:
+                lines = [line[:400] for line in proc.tail(40).splitlines()]
+                report.sections.append((f"{name} log, last lines", "\n".join(lines)))
+    return report
 
 
 @pytest.fixture(autouse=True)
