@@ -116,6 +116,12 @@ class SessionStore:
         window = CountedWindow(self.db, user.uid, self._windows["turns"], now)
         turn = turn_ref(self.db, session_id, turn_id)
         session = session_ref(self.db, session_id)
+        # Read outside the transaction. Inside it, this read and the agent's (each append reads
+        # and writes the session) would both hold the document shared and both wait to write
+        # it: the emulator's locks deadlock until both time out, retry and meet again (seen on
+        # CI: three queued chats, no turn done in 40 s). At worst a title comes from a later
+        # turn.
+        titled = bool(snapshot_title(session.get()))
 
         @firestore.transactional
         def accept(txn: firestore.Transaction) -> bool:
@@ -127,7 +133,6 @@ class SessionStore:
                     txn.update(turn, {"status": "accepted", "accepted_at": now})
                 return False
             window.check(f"{session_id}/{turn_id}")
-            session_snap = session.get(transaction=txn)
             txn.create(
                 turn,
                 {
@@ -139,7 +144,7 @@ class SessionStore:
                 },
             )
             update: dict[str, Any] = {"updated_at": now}
-            if not (session_snap.to_dict() or {}).get("title"):
+            if not titled:
                 update["title"] = _title(content)
             txn.update(session, update)
             window.write(txn, f"{session_id}/{turn_id}")
@@ -305,3 +310,8 @@ def _number(value: Any) -> float | None:
 
 def _expiry(now: float, ttl_days: float) -> datetime.datetime:
     return datetime.datetime.fromtimestamp(now + ttl_days * 86400, tz=datetime.UTC)
+
+
+def snapshot_title(snapshot: Any) -> str | None:
+    title = (snapshot.to_dict() or {}).get("title") if snapshot.exists else None
+    return title if isinstance(title, str) and title else None
