@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 from pydantic import ValidationError
 
 from edge.security import content_security_policy
-from edge.session_store import to_event
+from edge.session_store import new_session_id, to_event
 from edge.settings import EdgeSettings
 from edge.transport import HandshakeRefused, check_handshake, origin_allowed
 
@@ -111,3 +113,10 @@ def test_allowed_origins_come_from_json(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("PORT", "9000")
     settings = EdgeSettings()
     assert settings.allowed_origins == ["https://a.example"] and settings.port == 9000
+
+
+def test_new_session_ids_never_start_with_a_dash() -> None:
+    ids = [new_session_id() for _ in range(5000)]
+    assert not any(i.startswith("-") for i in ids)
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]{22}", i) for i in ids)
+    assert len(set(ids)) == len(ids)

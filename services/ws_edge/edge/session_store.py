@@ -77,7 +77,7 @@ class SessionStore:
         return self._create(user), 0, False
 
     def _create(self, user: User) -> str:
-        session_id = secrets.token_urlsafe(16)
+        session_id = new_session_id()
         now = time.time()
         window = CountedWindow(self.db, user.uid, self._windows["sessions"], now)
         ref = session_ref(self.db, session_id)
@@ -315,3 +315,11 @@ def _expiry(now: float, ttl_days: float) -> datetime.datetime:
 def snapshot_title(snapshot: Any) -> str | None:
     title = (snapshot.to_dict() or {}).get("title") if snapshot.exists else None
     return title if isinstance(title, str) and title else None
+
+
+def new_session_id() -> str:
+    """128 random bits, URL-safe, never starting with "-": people paste session ids after
+    `--session` on a command line, where a leading "-" reads as an option."""
+    while (session_id := secrets.token_urlsafe(16)).startswith("-"):
+        pass
+    return session_id
