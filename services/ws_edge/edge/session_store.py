@@ -121,7 +121,7 @@ class SessionStore:
         # it: the emulator's locks deadlock until both time out, retry and meet again (seen on
         # CI: three queued chats, no turn done in 40 s). At worst a title comes from a later
         # turn.
-        titled = bool(snapshot_title(session.get()))
+        titled = bool((session.get().to_dict() or {}).get("title"))
 
         @firestore.transactional
         def accept(txn: firestore.Transaction) -> bool:
@@ -310,11 +310,6 @@ def _number(value: Any) -> float | None:
 
 def _expiry(now: float, ttl_days: float) -> datetime.datetime:
     return datetime.datetime.fromtimestamp(now + ttl_days * 86400, tz=datetime.UTC)
-
-
-def snapshot_title(snapshot: Any) -> str | None:
-    title = (snapshot.to_dict() or {}).get("title") if snapshot.exists else None
-    return title if isinstance(title, str) and title else None
 
 
 def new_session_id() -> str:
