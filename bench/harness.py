@@ -120,9 +120,23 @@ def _jvm(gcloud_pid: int) -> psutil.Process:
     raise RuntimeError(f"no JVM under {gcloud_pid}")
 
 
+def family(proc: psutil.Process) -> list[psutil.Process]:
+    """A server process and every process it started: the edge worker's figures include its
+    listener process (edge/listen_process.py), which works for its sockets."""
+    try:
+        return [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        return [proc]
+
+
 def rss(proc: psutil.Process) -> int:
-    value: int = proc.memory_info().rss
-    return value
+    total = 0
+    for member in family(proc):
+        try:
+            total += member.memory_info().rss
+        except psutil.Error:
+            continue
+    return total
 
 
 class CpuMeter:

@@ -22,7 +22,7 @@ from typing import Any
 import psutil
 
 from bench.clients import ClientPool, Dialect
-from bench.harness import CpuMeter, rss
+from bench.harness import CpuMeter, family, rss
 from bench.plan import Plan
 from bench.stats import ms, split
 
@@ -81,7 +81,7 @@ def measure(
             )
             pool.call("heartbeat", {"interval_s": plan.heartbeat_s})
             time.sleep(plan.settle_s)
-            with CpuMeter({"server": [server]}) as cpu:
+            with CpuMeter({"server": family(server)}) as cpu:
                 time.sleep(plan.idle_s)
             memory = rss(server)
             heartbeats = _latencies(pool.call("heartbeat", {"interval_s": 0}))

@@ -31,7 +31,7 @@ import time
 from typing import Any
 
 from bench.clients import ClientPool
-from bench.harness import BenchStack, CpuMeter
+from bench.harness import BenchStack, CpuMeter, family
 from bench.plan import Plan
 from bench.stats import ms, split
 
@@ -73,7 +73,7 @@ def run(bench: BenchStack, plan: Plan) -> dict[str, Any]:
             writers.append(proc)
         cpu = CpuMeter(
             {
-                "edge": [procs.edge],
+                "edge": family(procs.edge),
                 "firestore": [procs.firestore],
                 "writers": [_ps(p.pid) for p in writers if p.pid is not None],
                 "clients": [_ps(pid) for pid in pool.pids],

@@ -18,7 +18,7 @@ from typing import Any
 import psutil
 
 from bench.clients import ClientPool
-from bench.harness import INSTANT, BenchStack, CpuMeter
+from bench.harness import INSTANT, BenchStack, CpuMeter, family
 from bench.plan import Plan
 from bench.scenarios.turns import summarize
 from bench.stats import split
@@ -43,7 +43,7 @@ def run(bench: BenchStack, plan: Plan) -> dict[str, Any]:
             ],
         )
         meter_procs = {
-            "edge": [procs.edge],
+            "edge": family(procs.edge),
             "function": [procs.function],
             "pubsub": [procs.pubsub],
             "firestore": [procs.firestore],

@@ -34,11 +34,13 @@ def post_worker_init(worker: Any) -> None:
     # On SIGTERM (Cloud Run scaling in, a deploy) tell every socket to reconnect at once
     # (1012) before the worker stops accepting, instead of dropping them at the graceful timeout.
     original = worker.handle_exit
+    services = worker.wsgi.extensions.get("deploychat")
+    if services is not None:
+        # The listener's process starts with the worker, not with its first session.
+        services.store.listener.start()
 
     def handle_exit(sig: int, frame: Any) -> None:
         import gevent
-
-        services = worker.wsgi.extensions.get("deploychat")
 
         def drain() -> None:
             if services is not None:

@@ -25,7 +25,7 @@ from deploychat.protocol import SESSION_EVENT, ErrorEvent, SessionEvent, is_rese
 
 from .identity import User
 from .limits import CountedWindow, Kind, Window
-from .listen_mux import ListenMux
+from .listen_process import ListenProcess
 from .settings import EdgeSettings
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ class SessionStore:
     def __init__(self, settings: EdgeSettings, db: firestore.Client | None = None) -> None:
         self._settings = settings
         self._db = db
-        self._mux: ListenMux | None = None
+        self._listener: ListenProcess | None = None
         self._lock = threading.RLock()
         self._windows: dict[Kind, Window] = {
             "turns": Window("turns", settings.turns_per_minute, 60.0),
@@ -244,7 +244,8 @@ class SessionStore:
         it adds, and the emulator matches a document target by name where it re-runs a query
         target over its whole database on every write (measured: tens of ms at 10,000 events).
         Changes close together may come as one, the latest; what its tail lacks, the feed reads
-        by seq. All sessions share one Listen stream (listen_mux).
+        by seq. All sessions share one Listen stream (listen_mux), in the worker's listener
+        process (listen_process).
         """
 
         def on_document(_doc_id: str, doc: dict[str, Any]) -> None:
@@ -260,18 +261,14 @@ class SessionStore:
             # Not past last_seq: a tail is only ever that append's own events.
             on_session(last_seq, [e for e in events if 0 < e.seq <= last_seq])
 
-        return self.mux.watch_document(session_ref(self.db, session_id), on_document)
+        return self.listener.watch_document(session_ref(self.db, session_id), on_document)
 
     @property
-    def mux(self) -> ListenMux:
+    def listener(self) -> ListenProcess:
         with self._lock:
-            if self._mux is None:
-                self._mux = ListenMux(
-                    lambda: self.db,
-                    idle_timeout_s=self._settings.listen_idle_timeout_s,
-                    probe_timeout_s=self._settings.listen_probe_timeout_s,
-                )
-            return self._mux
+            if self._listener is None:
+                self._listener = ListenProcess(self._settings)
+            return self._listener
 
 
 def to_event(doc_id: str, doc: dict[str, Any]) -> SessionEvent:
