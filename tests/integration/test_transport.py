@@ -36,10 +36,17 @@ def short_stack(stack: Stack) -> Iterator[Stack]:
 
 
 def handshake(
-    port: int, headers: dict[str, str] | None = None, path: str = "/ws/chat"
+    port: int,
+    headers: dict[str, str] | None = None,
+    path: str = "/ws/chat",
+    receive_buffer: int | None = None,
 ) -> tuple[socket.socket, int, dict[str, str]]:
     """A raw RFC 6455 opening handshake: (socket, HTTP status, response headers)."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if receive_buffer is not None:  # before connecting, so the window is small from the start
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    sock.settimeout(10)
+    sock.connect(("127.0.0.1", port))
     fields = {
         "Host": f"127.0.0.1:{port}",
         "Upgrade": "websocket",
@@ -248,6 +255,57 @@ def test_a_client_that_floods_frames_and_never_reads_is_dropped_at_the_write_lim
     sock.close()
     assert dropped_at is not None, f"still connected after 20 s and {sent} bytes"
     assert dropped_at < 2 + 2 + 2, f"dropped after {dropped_at:.1f} s"
+
+
+def tcp_state(sock: socket.socket) -> int:
+    """The kernel's state of our end (linux/tcp.h): 1 established, 7 closed, 8 close-wait."""
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0]
+
+
+def test_a_client_that_stops_reading_is_dropped_even_when_its_frames_fit_in_the_buffers(
+    short_stack: Stack,
+) -> None:
+    """No write of the edge ever blocks here: 100 answers of ~300 bytes fit in the kernel's
+    buffers. They wait there unread all the same, and the client is dropped at the write limit
+    (2 s here) all the same."""
+    sock, _, _ = handshake(port(short_stack), receive_buffer=4096)
+    send_frame(sock, json.dumps({"type": "init", "token": sign_up_guest().id_token}).encode())
+    while (frame := read_frame(sock)) is not None and b'"connected"' not in frame[1]:
+        pass
+    payload = json.dumps({"type": "x", "id": "r" * 240}).encode()
+    for _ in range(100):
+        send_frame(sock, payload)
+    started = time.monotonic()
+    while tcp_state(sock) == 1 and time.monotonic() - started < 15:
+        time.sleep(0.1)  # read nothing
+    dropped_after = time.monotonic() - started
+    assert tcp_state(sock) != 1, "still connected after 15 s"
+    # The limit, plus the watch's tick (1 s), plus scheduling.
+    assert 1.5 < dropped_after < 2 + 1 + 2, f"dropped after {dropped_after:.1f} s"
+    sock.close()
+
+
+def test_a_client_that_reads_late_but_within_the_limit_keeps_its_socket(
+    short_stack: Stack,
+) -> None:
+    sock, _, _ = handshake(port(short_stack), receive_buffer=4096)
+    send_frame(sock, json.dumps({"type": "init", "token": sign_up_guest().id_token}).encode())
+    while (frame := read_frame(sock)) is not None and b'"connected"' not in frame[1]:
+        pass
+    payload = json.dumps({"type": "x", "id": "r" * 240}).encode()
+    for _ in range(100):
+        send_frame(sock, payload)
+    time.sleep(1.0)  # half the limit, reading nothing
+    answers = 0
+    while answers < 100:
+        frame = read_frame(sock)
+        assert frame is not None, f"dropped after {answers} answers"
+        answers += 1 if b'"error"' in frame[1] else 0
+    send_frame(sock, json.dumps({"type": "ping", "ts": 1}).encode())
+    while (frame := read_frame(sock)) is not None and b'"pong"' not in frame[1]:
+        pass
+    assert frame is not None and tcp_state(sock) == 1
+    sock.close()
 
 
 def test_the_init_limit_holds_while_the_client_keeps_sending(short_stack: Stack) -> None:

@@ -53,7 +53,7 @@ def create_app(services: EdgeServices | None = None) -> Flask:
             return plain(exc.status, exc.message, exc.headers)
         if "gunicorn.socket" not in request.environ:
             return plain(500, "the chat WebSocket runs under gunicorn")
-        prepare_environ(request.environ, settings)
+        prepare_environ(request.environ, settings, services.stalls)
         return None
 
     @app.after_request

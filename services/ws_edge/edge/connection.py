@@ -48,6 +48,7 @@ from .publisher import TurnPublisher
 from .session_store import SessionNotYours, SessionStore
 from .session_stream import SessionFeed, SessionHub
 from .settings import EdgeSettings
+from .stall_watch import StallWatch
 from .transport import ChatSocket
 
 try:
@@ -80,6 +81,7 @@ class EdgeServices:
         self.publisher = publisher or TurnPublisher(settings)
         self.verifier = verifier or TokenVerifier(settings)
         self.hub = SessionHub(self.store, settings)
+        self.stalls = StallWatch(settings.write_timeout_s)
         self._sockets: SocketRegistry | None = None
 
     @property
@@ -202,6 +204,12 @@ class Connection:
     def close(self, code: int, reason: str) -> None:
         self._open = False
         self._ws.close(code, reason)
+
+    def drain(self, code: int, reason: str, write_timeout_s: float) -> None:
+        """Close with `code`; a close frame that cannot be written within `write_timeout_s` of
+        trying drops the connection instead."""
+        self._ws.hurry(write_timeout_s)
+        self.close(code, reason)
 
     def abort(self) -> None:
         """Drop the TCP connection at once (a drain whose close frame could not go out)."""

@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 class Drainable(Protocol):
     def close(self, code: int, reason: str) -> None: ...
 
+    def drain(self, code: int, reason: str, write_timeout_s: float) -> None: ...
+
     def abort(self) -> None: ...
 
 
@@ -216,8 +218,8 @@ class SessionHub:
     def drain(self, code: int, reason: str) -> int:
         """Close every socket with `code` (1012 when this instance shuts down), all at once.
 
-        Each close frame may take `drain_timeout_s` to go out; a client that does not take it
-        by then is dropped, so one that stopped reading delays nobody.
+        Each close frame may take `drain_timeout_s` to go out once written; a client that does
+        not take it by then is dropped, so one that stopped reading delays nobody.
         """
         with self._lock:
             connections = list(self._connections)
@@ -230,8 +232,13 @@ class SessionHub:
             for conn in connections:
                 conn.close(code, reason)
             return len(connections)
-        closing = [gevent.spawn(conn.close, code, reason) for conn in connections]
-        gevent.joinall(closing, timeout=self._settings.drain_timeout_s)
+        # Each close frame's write has drain_timeout_s from when it starts: with thousands of
+        # sockets, a greenlet may wait longer than that for its turn, and that is no reason to
+        # drop a client that reads. Those still unclosed after the closing handshake's limit
+        # are dropped.
+        timeout = self._settings.drain_timeout_s
+        closing = [gevent.spawn(conn.drain, code, reason, timeout) for conn in connections]
+        gevent.joinall(closing, timeout=self._settings.close_timeout_s)
         for conn, greenlet in zip(connections, closing, strict=True):
             if not greenlet.dead:
                 greenlet.kill(block=False)

@@ -69,10 +69,17 @@ class EdgeSettings(CommonSettings):
     close_timeout_s: float = Field(
         default=5.0, gt=0, description="After our close frame, TCP is dropped this soon."
     )
+    send_buffer_bytes: int = Field(
+        default=64 * 1024,
+        ge=0,
+        description="Each socket's kernel send buffer (SO_SNDBUF; Linux doubles it): what a "
+        "client that does not read can hold in the kernel. 0: the kernel's own, up to tcp_wmem.",
+    )
     drain_timeout_s: float = Field(
         default=1.0,
         gt=0,
-        description="On SIGTERM, how long a socket's 1012 close frame may take to go out.",
+        description="On SIGTERM, how long a socket's 1012 close frame may take to go out, "
+        "from when its write starts; a client that does not take it by then is dropped.",
     )
     request_timeout_s: float = Field(
         default=3600.0, gt=0, description="Cloud Run's request timeout (the service's setting)."

@@ -10,6 +10,8 @@ the socket simple-websocket writes to, and nothing deeper:
   greenlets writing at once would interleave frames. Here writes take a lock and must finish in
   time, or the TCP connection is dropped;
 - `send()` here is `sendall()`: a partial send would otherwise cut a frame;
+- frames that fitted in the kernel's buffers and wait there unread are found by the stall
+  watch (stall_watch), which drops the connection as a blocked write would;
 - after the server's close frame, the TCP connection is dropped if the client has not answered
   within `close_timeout_s` (simple-websocket waits for the client's close frame forever);
 - every read yields to the other greenlets first (see `GuardedSocket.recv`);
@@ -29,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import struct
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -37,6 +40,7 @@ from urllib.parse import urlsplit
 from simple_websocket import ConnectionClosed, Server
 
 from .settings import EdgeSettings
+from .stall_watch import StallWatch, unacknowledged_bytes
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +117,10 @@ def normalize_origin(origin: str) -> str | None:
     return f"{scheme}://{parts.hostname.lower()}:{port}"
 
 
+# struct linger {l_onoff = 1, l_linger = 0}: close() resets the connection.
+_RESET = struct.pack("ii", 1, 0)
+
+
 class GuardedSocket:
     """The socket simple-websocket reads and writes, with a lock and a deadline on writes.
 
@@ -120,13 +128,21 @@ class GuardedSocket:
     `abort()` ends it.
     """
 
-    def __init__(self, sock: socket.socket, write_timeout_s: float) -> None:
+    def __init__(
+        self, sock: socket.socket, write_timeout_s: float, stalls: StallWatch | None = None
+    ) -> None:
         self._sock = sock
         self._write_timeout_s = write_timeout_s
+        self._stalls = stalls
         self._lock = threading.Lock()
         self._readable = threading.Event()  # cleared: the next recv() waits (backpressure)
         self._readable.set()
         self.aborted = False
+        self.written = 0  # bytes handed to the kernel (the stall watch compares its count)
+
+    def hurry(self, write_timeout_s: float) -> None:
+        """Give every write from now on at most this long (the drain's close frame)."""
+        self._write_timeout_s = min(self._write_timeout_s, write_timeout_s)
 
     def send(self, data: bytes) -> int:
         if self.aborted:
@@ -134,10 +150,13 @@ class GuardedSocket:
         try:
             with _deadline(self._write_timeout_s), self._lock:
                 self._sock.sendall(data)
+                self.written += len(data)
         except TimeoutError:
             log.info("client stopped reading: dropping the connection")
             self.abort()
             raise ConnectionAbortedError("client stopped reading") from None
+        if self._stalls is not None:
+            self._stalls.wrote(self)
         return len(data)
 
     def recv(self, size: int) -> bytes:
@@ -156,9 +175,17 @@ class GuardedSocket:
         self._readable.set()
 
     def abort(self) -> None:
-        """Drop the TCP connection now (no more frames can get through)."""
+        """Drop the TCP connection now (no more frames can get through).
+
+        With bytes still waiting for the client, a reset (SO_LINGER 0): a FIN would queue
+        behind them, never reach a client that does not read, and leave the kernel holding
+        them, orphaned, for minutes. With none, a FIN, so the client reads all it was sent.
+        """
         self.aborted = True
         self._readable.set()  # a paused reader wakes up to find the socket gone
+        with contextlib.suppress(OSError, ValueError):
+            if unacknowledged_bytes(self._sock.fileno()):
+                self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
         with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RDWR)
         with contextlib.suppress(OSError):
@@ -249,6 +276,10 @@ class ChatSocket:
         self.closing = True
         self._guard.abort()
 
+    def hurry(self, write_timeout_s: float) -> None:
+        """Bound every write from now on by `write_timeout_s` (GuardedSocket.hurry)."""
+        self._guard.hurry(write_timeout_s)
+
     def wait_closed(self) -> None:
         """Until simple-websocket's reader has seen the end of the connection.
 
@@ -279,12 +310,20 @@ class ChatSocket:
         return int(reason) if reason is not None else None
 
 
-def prepare_environ(environ: dict[str, Any], settings: EdgeSettings) -> None:
-    """Before flask-sock answers the handshake: guard the socket, drop the deflate offer."""
+def prepare_environ(
+    environ: dict[str, Any], settings: EdgeSettings, stalls: StallWatch | None = None
+) -> None:
+    """Before flask-sock answers the handshake: guard the socket, bound its send buffer, drop
+    the deflate offer."""
     environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
     raw = environ.get("gunicorn.socket")
     if raw is not None and not isinstance(raw, GuardedSocket):
-        environ["gunicorn.socket"] = GuardedSocket(raw, settings.write_timeout_s)
+        if settings.send_buffer_bytes:
+            # Linux lets the buffer grow to tcp_wmem's maximum (4 MB by default) for a client
+            # that does not read; a chat's frames need far less.
+            with contextlib.suppress(OSError):
+                raw.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, settings.send_buffer_bytes)
+        environ["gunicorn.socket"] = GuardedSocket(raw, settings.write_timeout_s, stalls)
 
 
 def wrap(server: Server, settings: EdgeSettings) -> ChatSocket:
