@@ -49,10 +49,17 @@ class Plan:
     # 6: sockets that never read (bench/scenarios/slow_readers.py).
     slow_sockets: int = 5000
     slow_share: float = 0.1
-    slow_frames: int = 400  # frames each stalled socket sends, all answered, none read
+    # Frames each stalled socket sends, all answered (~300 bytes each), none read: 12 KB, three
+    # times its receive buffer, so answers wait in the edge's kernel. Not a flood: 500 sockets
+    # sending 400 each is 200,000 frames at once, which saturates the worker's core whatever
+    # it does (README, *Performance*).
+    slow_frames: int = 40
     slow_wait_s: float = 14.0  # from the stall on: past the edge's 10 s write limit
     # Then the edge worker's SIGTERM with the readers open and new stalled sockets stalling.
     drain: bool = True
+    # The drain's stalled sockets send this many: more answers than the kernel's buffers on
+    # both ends hold (send buffer 128 KiB), so the edge's writes to them block.
+    drain_frames: int = 600
     drain_stall_s: float = 2.0  # stalled for this long before the SIGTERM: writes to them block
     drain_wait_s: float = 15.0  # the most it waits for every reader's close
     # Stalled sockets are read back this long after the signal: the 1 s a drain gives a close
@@ -86,5 +93,6 @@ def quick_plan() -> Plan:
         turn_timeout_s=30.0,
         slow_sockets=50,
         slow_frames=100,
+        drain_frames=100,
         slow_wait_s=1.0,
     )

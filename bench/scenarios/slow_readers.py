@@ -3,9 +3,10 @@
 The readers are the capacity scenario's clients (bench/clients.py). The others stop reading right
 after `connected` (a 4 KB receive buffer, nothing read from it again), and each then sends
 `slow_frames` frames the edge must answer (an unknown frame type with a 240-character id, which
-the error echoes as its `ref`: about 300 bytes of answer each). Their answers fill the socket
-buffers, so the edge's writes to them block; the edge must drop each of them within its write
-limit (10 s), keep what it holds for them bounded, and keep answering everyone else. Measured:
+the error echoes as its `ref`: about 300 bytes of answer each, 12 KB in all for 40). Their
+answers overflow the client's buffer and wait in the edge's kernel, unread; the edge must drop
+each of them within its write limit (10 s), keep what it holds for them bounded, and keep
+answering everyone else. Measured:
 
 - the edge's RSS with all sockets open, at its peak while the stalled ones' answers wait, and
   after the write limit has passed (growth over the stalled sockets: what the edge holds for a
@@ -14,7 +15,8 @@ limit (10 s), keep what it holds for them bounded, and keep answering everyone e
 - how many stalled sockets the edge dropped, read back at the end;
 - the readers' ping p50/p99, spread (200 a second) and all at once, while the others stall;
 - then the drain (PROTOCOL.md: SIGTERM closes every socket with 1012, in parallel): new stalled
-  sockets stall for `drain_stall_s`, so the edge's writes to them block, and the edge worker
+  sockets send `drain_frames` (600: more answers than the buffers on both ends hold) and stall
+  for `drain_stall_s`, so the edge's writes to them block, and the edge worker
   gets SIGTERM. Measured from the signal: when each reader got its 1012 (target: all within
   2 s), readers closed without one, and the stalled sockets dropped. This ends the edge worker,
   so it comes last (gunicorn's master starts another).
@@ -118,9 +120,14 @@ def _drain(
 ) -> dict[str, Any]:
     """SIGTERM to the edge worker with the readers open and fresh stalled sockets stalling."""
     stalled = stallers.opened()
-    stallers.stall(plan.slow_frames)
+    stallers.stall(plan.drain_frames)
     time.sleep(plan.drain_stall_s)
-    readers = sum(s["open"] for s in pool.call("status", {}))
+    before = pool.call("status", {})
+    readers = sum(s["open"] for s in before)
+    codes: dict[str, int] = {}
+    for status in before:
+        for code, n in status["close_codes"].items():
+            codes[str(code)] = codes.get(str(code), 0) + n
     signalled = time.time()  # the clock starts before the signal is sent
     server.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + plan.drain_wait_s
@@ -133,6 +140,9 @@ def _drain(
     time.sleep(max(0.0, signalled + plan.drain_stalled_s - time.time()))
     return {
         "readers": readers,
+        # Readers that were gone before the signal, and the close codes they had been sent.
+        "readers_closed_before": sum(s["unexpected_closes"] for s in before),
+        "close_codes_before": codes,
         "stalled": stalled,
         "readers_1012": len(after),
         "readers_left_open": sum(c["open"] for c in closes),

@@ -161,6 +161,10 @@ class Connection:
             if message is not None:
                 last_frame = time.monotonic()
                 self._receive(message)
+                # One frame, then every other socket's turn: one read brings a dozen small
+                # frames, and a flooding client would otherwise have them all handled before
+                # anyone else's ping (under gevent, time.sleep(0) yields to the loop).
+                time.sleep(0)
 
     def _receive(self, raw: str | bytes) -> None:
         """One frame from the client; frames are handled in the order they came."""
@@ -200,6 +204,7 @@ class Connection:
             except Exception:
                 log.exception("handling a frame failed")
                 self._error("internal", "the frame could not be handled")
+            time.sleep(0)  # as in the read loop: one frame, then the others' turn
 
     def close(self, code: int, reason: str) -> None:
         self._open = False
