@@ -12,27 +12,17 @@ from pathlib import Path
 import pytest
 from google.cloud import firestore
 
-from devstack.stack import Emulator, StackConfig
+from devstack.stack import Emulator
 from edge.listen_mux import ListenMux
+from tests.support.firestore_emulator import own_firestore, wait_until
 
 PROJECT = "mux-test"
 
 
 @pytest.fixture
 def emulator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
-    emulator = Emulator("firestore", StackConfig(log_dir=tmp_path))
-    emulator.start()
-    emulator.wait_ready()
-    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", emulator.host)
-    yield emulator
-    emulator.stop()
-
-
-def wait_until(check: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
+    with own_firestore(tmp_path, monkeypatch) as emulator:
+        yield emulator
 
 
 def test_many_targets_share_one_stream_and_survive_a_broken_stream(emulator: Emulator) -> None:

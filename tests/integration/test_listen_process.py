@@ -20,29 +20,24 @@ import psutil
 import pytest
 from google.cloud import firestore
 
-from devstack.stack import Emulator, StackConfig
+from devstack.stack import Emulator
 from edge.listen_process import ListenProcess
 from edge.settings import EdgeSettings
+from tests.support import firestore_emulator as support
+from tests.support.firestore_emulator import own_firestore
 
 PROJECT = "listen-process-test"
 
 
 @pytest.fixture
 def emulator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
-    emulator = Emulator("firestore", StackConfig(log_dir=tmp_path))
-    emulator.start()
-    emulator.wait_ready()
-    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", emulator.host)
     monkeypatch.setenv("DEPLOYCHAT_PROJECT_ID", PROJECT)
-    yield emulator
-    emulator.stop()
+    with own_firestore(tmp_path, monkeypatch) as emulator:
+        yield emulator
 
 
 def wait_until(check: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
+    support.wait_until(check, timeout)
 
 
 class Seen:

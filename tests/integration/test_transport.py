@@ -139,6 +139,22 @@ def tcp_closed_within(sock: socket.socket, seconds: float) -> bool:
     return False
 
 
+def sign_in(sock: socket.socket) -> None:
+    """`init` as a new guest, then read up to `connected`."""
+    send_frame(sock, json.dumps({"type": "init", "token": sign_up_guest().id_token}).encode())
+    while (frame := read_frame(sock)) is not None and b'"connected"' not in frame[1]:
+        pass
+
+
+# Refused with an error that echoes the id as its `ref`: about 300 bytes of answer each.
+ANSWERED = json.dumps({"type": "x", "id": "r" * 240}).encode()
+
+
+def send_answered_frames(sock: socket.socket, count: int) -> None:
+    for _ in range(count):
+        send_frame(sock, ANSWERED)
+
+
 def port(stack: Stack) -> int:
     return stack.config.edge_port
 
@@ -231,11 +247,9 @@ def test_a_client_that_floods_frames_and_never_reads_is_dropped_at_the_write_lim
     # client never reads. Once its answers back up, the edge stops reading it (inbox_frames) and
     # drops it at the write limit (2 s here), however fast it keeps sending.
     sock, _, _ = handshake(port(short_stack))
-    send_frame(sock, json.dumps({"type": "init", "token": sign_up_guest().id_token}).encode())
-    while (frame := read_frame(sock)) is not None and b'"connected"' not in frame[1]:
-        pass
+    sign_in(sock)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    payload = json.dumps({"type": "x", "id": "r" * 240}).encode()
+    payload = ANSWERED
     one = bytes([0x81, 0x80 | 126]) + struct.pack("!H", len(payload)) + bytes(4) + payload
     flood = one * 1000
     sock.setblocking(False)
@@ -269,12 +283,8 @@ def test_a_client_that_stops_reading_is_dropped_even_when_its_frames_fit_in_the_
     buffers. They wait there unread all the same, and the client is dropped at the write limit
     (2 s here) all the same."""
     sock, _, _ = handshake(port(short_stack), receive_buffer=4096)
-    send_frame(sock, json.dumps({"type": "init", "token": sign_up_guest().id_token}).encode())
-    while (frame := read_frame(sock)) is not None and b'"connected"' not in frame[1]:
-        pass
-    payload = json.dumps({"type": "x", "id": "r" * 240}).encode()
-    for _ in range(100):
-        send_frame(sock, payload)
+    sign_in(sock)
+    send_answered_frames(sock, 100)
     started = time.monotonic()
     while tcp_state(sock) == 1 and time.monotonic() - started < 15:
         time.sleep(0.1)  # read nothing
@@ -289,12 +299,8 @@ def test_a_client_that_reads_late_but_within_the_limit_keeps_its_socket(
     short_stack: Stack,
 ) -> None:
     sock, _, _ = handshake(port(short_stack), receive_buffer=4096)
-    send_frame(sock, json.dumps({"type": "init", "token": sign_up_guest().id_token}).encode())
-    while (frame := read_frame(sock)) is not None and b'"connected"' not in frame[1]:
-        pass
-    payload = json.dumps({"type": "x", "id": "r" * 240}).encode()
-    for _ in range(100):
-        send_frame(sock, payload)
+    sign_in(sock)
+    send_answered_frames(sock, 100)
     time.sleep(1.0)  # half the limit, reading nothing
     answers = 0
     while answers < 100:

@@ -24,6 +24,26 @@ class FakeSocket:
         self.aborted = True
 
 
+class Scene:
+    """A watch with a 10 s limit, on a clock the test sets, and one socket (fd 5) whose bytes
+    waiting in the kernel (`queued`, by fd) the test says."""
+
+    def __init__(self, queued: dict[int, int]) -> None:
+        self.now = 0.0
+        self.queued = queued
+        self.watch = StallWatch(limit_s=10.0, clock=lambda: self.now)
+        self.sock = FakeSocket(5)
+
+    def write(self, at: float, written: int | None = None, waiting: int | None = None) -> None:
+        """The socket is written to at `at`: `written` bytes so far, `waiting` of them unacked."""
+        if written is not None:
+            self.sock.written = written
+        if waiting is not None:
+            self.queued[self.sock.fd] = waiting
+        self.now = at
+        self.watch.wrote(self.sock)
+
+
 @pytest.fixture
 def queued(monkeypatch: pytest.MonkeyPatch) -> dict[int, int]:
     """What the kernel would say is waiting, by fd."""
@@ -32,19 +52,14 @@ def queued(monkeypatch: pytest.MonkeyPatch) -> dict[int, int]:
     return waiting
 
 
-def watch_at(watch: StallWatch, sock: FakeSocket, now: float, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(stall_watch.time, "monotonic", lambda: now)
-    watch.wrote(sock)
+@pytest.fixture
+def scene(queued: dict[int, int]) -> Scene:
+    return Scene(queued)
 
 
-def test_a_client_that_takes_nothing_is_dropped_at_the_limit(
-    queued: dict[int, int], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    watch = StallWatch(limit_s=10.0)
-    sock = FakeSocket(5)
-    sock.written = 30_000
-    queued[5] = 25_000
-    watch_at(watch, sock, 100.0, monkeypatch)
+def test_a_client_that_takes_nothing_is_dropped_at_the_limit(scene: Scene) -> None:
+    watch, sock = scene.watch, scene.sock
+    scene.write(100.0, written=30_000, waiting=25_000)
     watch.check(101.0)
     watch.check(109.0)
     assert not sock.aborted and watch.watched == 1
@@ -52,14 +67,9 @@ def test_a_client_that_takes_nothing_is_dropped_at_the_limit(
     assert sock.aborted and watch.dropped == 1 and watch.watched == 0
 
 
-def test_a_client_that_keeps_taking_is_kept(
-    queued: dict[int, int], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    watch = StallWatch(limit_s=10.0)
-    sock = FakeSocket(5)
-    sock.written = 30_000
-    queued[5] = 25_000
-    watch_at(watch, sock, 100.0, monkeypatch)
+def test_a_client_that_keeps_taking_is_kept(scene: Scene, queued: dict[int, int]) -> None:
+    watch, sock = scene.watch, scene.sock
+    scene.write(100.0, written=30_000, waiting=25_000)
     for step in range(1, 30):
         queued[5] -= 500  # slowly, but it reads
         watch.check(100.0 + step)
@@ -71,21 +81,14 @@ def test_a_client_that_keeps_taking_is_kept(
     assert sock.aborted
 
 
-def test_nothing_waiting_leaves_the_watch_until_the_next_write(
-    queued: dict[int, int], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    watch = StallWatch(limit_s=10.0)
-    sock = FakeSocket(5)
-    sock.written = 300
-    queued[5] = 0
-    watch_at(watch, sock, 100.0, monkeypatch)
+def test_nothing_waiting_leaves_the_watch_until_the_next_write(scene: Scene) -> None:
+    watch, sock = scene.watch, scene.sock
+    scene.write(100.0, written=300, waiting=0)
     watch.check(101.0)  # written to since the watch began: looked at once more
     watch.check(102.0)
     assert watch.watched == 0 and not sock.aborted
     # Written to again long after: the limit counts from that write, not from the first.
-    sock.written = 600
-    queued[5] = 300
-    watch_at(watch, sock, 500.0, monkeypatch)
+    scene.write(500.0, written=600, waiting=300)
     watch.check(501.0)
     watch.check(509.0)
     assert not sock.aborted
@@ -94,15 +97,12 @@ def test_nothing_waiting_leaves_the_watch_until_the_next_write(
 
 
 def test_a_write_just_after_a_look_that_found_nothing_waiting_is_still_watched(
-    queued: dict[int, int], monkeypatch: pytest.MonkeyPatch
+    scene: Scene,
 ) -> None:
-    watch = StallWatch(limit_s=10.0)
-    sock = FakeSocket(5)
-    queued[5] = 0
-    watch_at(watch, sock, 100.0, monkeypatch)
+    watch, sock = scene.watch, scene.sock
+    scene.write(100.0, waiting=0)
     watch.check(101.0)  # nothing waiting; the entry stays (it was written to before the look)
-    watch_at(watch, sock, 101.5, monkeypatch)  # a write lands: flagged, not lost
-    sock.written, queued[5] = 300, 300
+    scene.write(101.5, written=300, waiting=300)  # a write lands: flagged, not lost
     watch.check(102.0)
     assert watch.watched == 1
     watch.check(111.4)  # 10 s from the write, not from the look before it
@@ -112,14 +112,15 @@ def test_a_write_just_after_a_look_that_found_nothing_waiting_is_still_watched(
 
 
 def test_a_gone_or_aborted_socket_just_leaves_the_watch(
-    queued: dict[int, int], monkeypatch: pytest.MonkeyPatch
+    scene: Scene, queued: dict[int, int]
 ) -> None:
-    watch = StallWatch(limit_s=10.0)
+    watch = scene.watch
     gone, aborted = FakeSocket(7), FakeSocket(8)
     aborted.aborted = True
     queued[8] = 100
+    scene.now = 100.0
     for sock in (gone, aborted):
-        watch_at(watch, sock, 100.0, monkeypatch)
+        watch.wrote(sock)
     watch.check(200.0)
     assert watch.watched == 0 and watch.dropped == 0
 

@@ -31,7 +31,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from google.cloud import firestore
 from google.cloud.firestore_v1 import _helpers
@@ -319,8 +319,14 @@ class ListenMux:
         # document_delete / document_remove: events leaving a bounded window; nothing to do.
 
 
+class Unwatch(Protocol):
+    def unwatch(self, target_id: int) -> None: ...
+
+
 class Subscription:
-    def __init__(self, mux: ListenMux, target_id: int) -> None:
+    """One target of a listener (this mux, or the worker's listen_process)."""
+
+    def __init__(self, mux: Unwatch, target_id: int) -> None:
         self._mux = mux
         self.target_id = target_id
 

@@ -22,17 +22,15 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from typing import IO, Any
 
 from google.cloud import firestore
 
+from .listen_mux import DocumentCallback, Subscription
 from .listen_pipe import MAX_BATCH, read_batch, write_batch
 from .settings import EdgeSettings
 
 log = logging.getLogger(__name__)
-
-DocumentCallback = Callable[[str, dict[str, Any]], None]
 
 
 class ListenProcess:
@@ -216,12 +214,3 @@ class ListenProcess:
                     log.exception("listener callback for target %d failed", target_id)
             elif item[0] == "stats":
                 self._stats = (item[1], item[2], item[3])
-
-
-class Subscription:
-    def __init__(self, owner: ListenProcess, target_id: int) -> None:
-        self._owner = owner
-        self.target_id = target_id
-
-    def unsubscribe(self) -> None:
-        self._owner.unwatch(self.target_id)

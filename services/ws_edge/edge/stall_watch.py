@@ -21,6 +21,7 @@ import struct
 import termios
 import threading
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 log = logging.getLogger(__name__)
@@ -58,9 +59,12 @@ class _Entry:
 
 
 class StallWatch:
-    def __init__(self, limit_s: float, tick_s: float = 1.0) -> None:
+    def __init__(
+        self, limit_s: float, tick_s: float = 1.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._limit = limit_s
         self._tick = tick_s
+        self._clock = clock
         self._pending: dict[Watched, _Entry] = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -71,11 +75,11 @@ class StallWatch:
         entry = self._pending.get(sock)
         if entry is not None:
             if not entry.wrote and entry.taken < 0:
-                entry.since = time.monotonic()  # nothing waited at the last look: from now
+                entry.since = self._clock()  # nothing waited at the last look: from now
             entry.wrote = True
             return
         with self._lock:
-            self._pending.setdefault(sock, _Entry(time.monotonic()))
+            self._pending.setdefault(sock, _Entry(self._clock()))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, daemon=True, name="stall-watch")
                 self._thread.start()
@@ -88,7 +92,7 @@ class StallWatch:
         while True:
             time.sleep(self._tick)
             try:
-                self.check(time.monotonic())
+                self.check(self._clock())
             except Exception:
                 log.exception("the stall watch failed")
 
