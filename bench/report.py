@@ -203,6 +203,7 @@ def turn_rows(r: dict[str, Any] | None) -> list[Row]:
     ack99, first50 = i["ack_ms"]["p99"], i["first_piece_ms"]["p50"]
     over = o["first_piece_p50_ms"]
     push = r["pubsub_push_ms"]
+    closes: dict[str, int] | None = r.get("server_close_codes")
     return [
         Row(a, "turns completed / sent", f"{i['completed']}/{i['started']}"),
         Row(
@@ -222,6 +223,13 @@ def turn_rows(r: dict[str, Any] | None) -> list[Row]:
         Row(a, "chat→final p50 / p99 ms", pair(i["final_ms"], "p50", "p99")),
         Row(a, "of which chat→model request p50 / p99", pair(i["to_model_ms"], "p50", "p99")),
         Row(b, "turns completed / sent", f"{s['completed']}/{s['started']}"),
+        Row(
+            "3. turn, both models",
+            "sockets the edge closed during the turns",
+            fmt(sum(closes.values())) if closes is not None else "-",
+            target="0",
+            met=verdict(None if closes is None else not closes),
+        ),
         Row(b, "chat→first piece p50 / p99 ms", pair(s["first_piece_ms"], "p50", "p99")),
         Row(b, "chat→final p50 / p99 ms", pair(s["final_ms"], "p50", "p99")),
         Row(

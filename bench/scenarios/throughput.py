@@ -42,6 +42,8 @@ def run(bench: BenchStack, plan: Plan) -> dict[str, Any]:
                 for n in split(plan.throughput_sessions, pool.size)
             ],
         )
+        # Steps outlast the edge's 75 s idle limit: sessions keep the protocol's heartbeat.
+        pool.call("heartbeat", {"interval_s": plan.heartbeat_s})
         meter_procs = {
             "edge": family(procs.edge),
             "function": [procs.function],
@@ -96,6 +98,7 @@ def run(bench: BenchStack, plan: Plan) -> dict[str, Any]:
                 step["saturated"] = reasons
                 saturated = step
                 break
+        pool.call("heartbeat", {"interval_s": 0})
         pool.call("close_all", {})
     held = [s for s in steps if "saturated" not in s]
     best = max(held, key=lambda s: s["achieved_rate"]) if held else None

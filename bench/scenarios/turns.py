@@ -42,8 +42,13 @@ def run(bench: BenchStack, plan: Plan) -> dict[str, Any]:
                 "count": plan.turn_sessions,
             },
         )
+        # A session waits for its turn longer than the edge's 75 s idle limit: its socket
+        # keeps the protocol's heartbeat, as a real client's does, or the edge closes it 1001.
+        pool.call("heartbeat", {"interval_s": plan.heartbeat_s})
         instant = run_turns(bench, pool, INSTANT, plan.instant_turns, plan)
         streaming = run_turns(bench, pool, STREAMING, plan.streaming_turns, plan)
+        status = pool.call("status", {})
+        pool.call("heartbeat", {"interval_s": 0})
         pool.call("close_all", {})
     first_token = STREAMING.first_delay_s
     last_token = first_token + STREAMING.delay_s * (len(STREAMING.chunks) - 1)
@@ -57,6 +62,8 @@ def run(bench: BenchStack, plan: Plan) -> dict[str, Any]:
         "streaming": streaming,
         "streaming_model": {"first_token_s": first_token, "last_token_s": round(last_token, 2)},
         "overhead_on_model": overhead,
+        # Closes the edge sent before close_all: any at all would leave a turn unfinished.
+        "server_close_codes": _codes(status),
         "pubsub_push_ms": push_latency(bench, plan.push_probes),
     }
 
@@ -116,6 +123,14 @@ def summarize(
         "to_model_ms": ms(to_model, 50, 99),
         "model_to_first_piece_ms": ms(after_model, 50, 99),
     }
+
+
+def _codes(status: list[dict[str, Any]]) -> dict[str, int]:
+    codes: dict[str, int] = {}
+    for worker in status:
+        for code, n in worker["close_codes"].items():
+            codes[str(code)] = codes.get(str(code), 0) + n
+    return codes
 
 
 def _minus(value_ms: float | None, seconds: float) -> float | None:
