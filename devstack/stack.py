@@ -9,196 +9,26 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
-import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable
 
 from google.api_core import exceptions as gexc
 from google.protobuf import duration_pb2
 
-from .processes import ManagedProcess, free_port, http_get
+from .emulators import AuthEmulator, Emulator
+from .processes import ManagedProcess, free_port, http_get, stop_all
+from .scheduler import Scheduler
+from .stack_config import EDGE_DIR, FUNCTION_DIR, ROOT, StackConfig
 
-ROOT = Path(__file__).resolve().parent.parent
-EDGE_DIR = ROOT / "services" / "ws_edge"
-FUNCTION_DIR = ROOT / "services" / "agent_fn"
-
-
-@dataclass
-class StackConfig:
-    # A `demo-` project: the Firebase Auth emulator needs no login for it, and its ID tokens
-    # carry it as their audience, which the edge checks.
-    project: str = "demo-deploychat"
-    topic: str = "deploychat-turns"
-    edge_port: int = 8000
-    log_dir: Path = ROOT / ".devstack" / "logs"
-    echo: bool = False
-    # Pub/Sub's redelivery backoff; production keeps the default 10 s, tests shorten it.
-    min_backoff_s: int = 10
-    max_backoff_s: int = 600
-    max_delivery_attempts: int = 5
-    ack_deadline_s: int = 600
-    # Cloud Build's notifications, pushed to the function's handle_build_event (locally the
-    # fake Cloud Build of the tests publishes there).
-    builds_topic: str = "cloud-builds"
-    # Settings for the function and the edge (DEPLOYCHAT_* and the like).
-    function_env: dict[str, str] = field(default_factory=dict)
-    edge_env: dict[str, str] = field(default_factory=dict)
-    # `make dev` pins the Auth emulator's port (127.0.0.1:9099, the emulator's default) and
-    # keeps the emulators' data in a folder across restarts; tests take free ports, no data.
-    auth_port: int | None = None
-    data_dir: Path | None = None
-    # Several instances, as production runs: N edges on ports of their own (the first on
-    # edge_port) and M function instances behind one push endpoint (devstack/balancer.py).
-    edges: int = 1
-    functions: int = 1
-    # The balancer even for one function (tests that need its fault hooks).
-    balancer: bool = False
-    # The stuck-turn sweeper (the `sweep_turns` entry point), called this often; None: not run.
-    sweep_interval_s: float | None = 10.0
-
-
-class Emulator:
-    def __init__(self, kind: str, config: StackConfig) -> None:
-        self.kind = kind
-        self.port = free_port()
-        self.host = f"127.0.0.1:{self.port}"
-        gcloud = shutil.which("gcloud") or "gcloud"
-        if kind == "pubsub":
-            argv = [
-                gcloud,
-                "beta",
-                "emulators",
-                "pubsub",
-                "start",
-                f"--host-port={self.host}",
-                f"--project={config.project}",
-            ]
-        else:
-            argv = [gcloud, "emulators", "firestore", "start", f"--host-port={self.host}"]
-            saved = firestore_export(config)
-            if saved is not None:
-                argv.append(f"--import-data={saved}")
-        self.process = ManagedProcess(
-            f"{kind}-emulator",
-            argv,
-            env=dict(os.environ),
-            log_path=config.log_dir / f"{kind}-emulator.log",
-        )
-
-    def start(self) -> None:
-        self.process.start()
-
-    def wait_ready(self) -> None:
-        self.process.wait_ready(
-            lambda: (
-                http_get(f"http://{self.host}/") == (200, "Ok\n")
-                or http_get(f"http://{self.host}/")[1].strip() == "Ok"
-            ),
-            90,
-        )
-
-    def stop(self) -> None:
-        self.process.stop()
-
+__all__ = ["EDGE_DIR", "FUNCTION_DIR", "ROOT", "AuthEmulator", "Emulator", "Stack", "StackConfig"]
 
 EMULATOR_DEAD_LETTER_ATTEMPTS = 100
 MODEL_KEYS = ("GEMINI_API_KEY", "GOOGLE_API_KEY", "DEPLOYCHAT_GEMINI_API_KEY")
-
-
-class AuthEmulator:
-    """The Firebase Authentication emulator (firebase-tools from npm), on ports of its own.
-
-    Its config is written per stack, so stacks of parallel test runs never share a port; the
-    UI is off (firebase-tools would download it at run time).
-    """
-
-    def __init__(self, config: StackConfig) -> None:
-        self.port = config.auth_port or free_port()
-        self.host = f"127.0.0.1:{self.port}"
-        self.hub_port = free_port()
-        state = config.log_dir / "firebase"
-        state.mkdir(parents=True, exist_ok=True)
-        firebase_json = state / "firebase.json"
-        firebase_json.write_text(
-            json.dumps(
-                {
-                    "emulators": {
-                        "auth": {"host": "127.0.0.1", "port": self.port},
-                        "hub": {"host": "127.0.0.1", "port": self.hub_port},
-                        "logging": {"host": "127.0.0.1", "port": free_port()},
-                        "ui": {"enabled": False},
-                        "singleProjectMode": True,
-                    }
-                }
-            )
-        )
-        env = dict(os.environ)
-        # firebase-tools asks nobody anything, and reports nothing home, in a test run.
-        env.update({"CI": "true", "FIREBASE_CLI_DISABLE_UPDATE_CHECK": "true"})
-        # firebase-tools finds "other instances" of a project through a locator file in the
-        # temp folder: each stack keeps its own, so parallel stacks never see each other.
-        env["TMPDIR"] = str(state)
-        self.process = ManagedProcess(
-            "auth-emulator",
-            [
-                str(firebase_cli()),
-                "emulators:start",
-                "--only",
-                "auth",
-                "--project",
-                config.project,
-                "--config",
-                str(firebase_json),
-                *auth_import_args(config),
-            ],
-            env=env,
-            cwd=state,
-            log_path=config.log_dir / "auth-emulator.log",
-        )
-
-    def start(self) -> None:
-        self.process.start()
-
-    def wait_ready(self) -> None:
-        self.process.wait_ready(lambda: http_get(f"http://{self.host}/")[0] == 200, 180)
-
-    def reset(self, project: str) -> None:
-        url = f"http://{self.host}/emulator/v1/projects/{project}/accounts"
-        urllib.request.urlopen(urllib.request.Request(url, method="DELETE"), timeout=10).close()
-
-    def stop(self) -> None:
-        self.process.stop()
-
-
-def firestore_export(config: StackConfig) -> Path | None:
-    """The metadata file of the Firestore data `make dev` saved last (devstack/persist.py)."""
-    if config.data_dir is None:
-        return None
-    found = sorted((config.data_dir / "firestore").glob("*/*.overall_export_metadata"))
-    return found[-1] if found else None
-
-
-def auth_import_args(config: StackConfig) -> list[str]:
-    saved = None if config.data_dir is None else config.data_dir / "auth"
-    if saved is None or not (saved / "firebase-export-metadata.json").exists():
-        return []
-    return ["--import", str(saved)]
-
-
-def firebase_cli() -> Path:
-    """firebase-tools, installed from package-lock.json by `npm ci` when missing."""
-    cli = ROOT / "node_modules" / ".bin" / "firebase"
-    if not cli.exists():
-        subprocess.run(
-            ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=ROOT, check=True
-        )
-    return cli
+# A process started, how to tell it is ready, and how long it may take.
+Ready = tuple[ManagedProcess, Callable[[], bool], float]
 
 
 class Stack:
@@ -387,6 +217,9 @@ class Stack:
 
     def start_function(self, index: int = 0) -> None:
         """Start function instance `index` (instance 0 also starts the builds entry point)."""
+        await_ready(self._launch_function(index))
+
+    def _launch_function(self, index: int) -> list[Ready]:
         port = self.function_ports[index]
         name = "agent_fn" if index == 0 else f"agent_fn-{index}"
         proc = self._function_process(name, "handle_turn", "cloudevent", port)
@@ -394,9 +227,9 @@ class Stack:
         if index == 0:
             self.function = proc
         proc.start()
-        proc.wait_ready(lambda: http_get(f"http://127.0.0.1:{port}/")[0] > 0, 60)
+        waits: list[Ready] = [(proc, _answers(port), 60)]
         if index != 0 or (self.builds_function is not None and self.builds_function.alive):
-            return
+            return waits
         env = self.function_env()
         # The function's second entry point, as its own process: on Google Cloud it is a
         # function of its own too, from the same source.
@@ -418,22 +251,19 @@ class Stack:
             echo=self.config.echo,
         )
         self.builds_function.start()
-        self.builds_function.wait_ready(
-            lambda: http_get(f"http://127.0.0.1:{self.builds_function_port}/")[0] > 0, 60
-        )
+        return [*waits, (self.builds_function, _answers(self.builds_function_port), 60)]
 
     def restart_function(self, index: int | None = None) -> None:
         """Restart one function instance, or (None) all of them, e.g. to apply new settings."""
-        if index is None and self.builds_function is not None:
-            self.builds_function.stop()
-        for i in range(len(self.functions)) if index is None else [index]:
-            proc = self.functions[i]
-            if proc is not None:
-                proc.stop()
-            self.start_function(i)
-        if index is None and self.sweeper is not None:
-            self.sweeper.stop()
-            self.start_sweeper()
+        if index is not None:
+            stop_all([self.functions[index]])
+            self.start_function(index)
+            return
+        sweeper = self.sweeper is not None
+        # All at once: one after another, four processes' exits and starts took 18 s.
+        stop_all([self.builds_function, *self.functions, self.sweeper])
+        waits = [w for i in range(len(self.functions)) for w in self._launch_function(i)]
+        await_ready([*waits, *(self._launch_sweeper() if sweeper else [])])
 
     def start_balancer(self) -> None:
         if self.balancer_port is None:
@@ -460,15 +290,19 @@ class Stack:
         urllib.request.urlopen(urllib.request.Request(url, method="POST"), timeout=10).close()
 
     def start_sweeper(self) -> None:
+        await_ready(self._launch_sweeper())
+
+    def _launch_sweeper(self) -> list[Ready]:
+        """The sweeper, and Cloud Scheduler's calls to it (which miss while it starts)."""
         if self.config.sweep_interval_s is None:
-            return
+            return []
         port = self.sweeper_port
         self.sweeper = self._function_process("sweeper", "sweep_turns", "http", port)
         self.sweeper.start()
-        self.sweeper.wait_ready(lambda: http_get(f"http://127.0.0.1:{port}/")[0] > 0, 60)
         if self._scheduler is None:
             self._scheduler = Scheduler(f"http://127.0.0.1:{port}/", self.config.sweep_interval_s)
             self._scheduler.start()
+        return [(self.sweeper, _answers(port), 60)]
 
     def sweep(self) -> dict[str, object]:
         """One sweep now (as Cloud Scheduler's call would), its report."""
@@ -478,6 +312,9 @@ class Stack:
             return report
 
     def start_edge(self, index: int = 0) -> None:
+        await_ready(self._launch_edge(index))
+
+    def _launch_edge(self, index: int) -> list[Ready]:
         port = self.edge_ports[index]
         env = self.service_env({})
         env["PORT"] = str(port)
@@ -507,15 +344,13 @@ class Stack:
         if index == 0:
             self.edge = edge
         edge.start()
-        edge.wait_ready(lambda: http_get(f"http://127.0.0.1:{port}/healthz")[0] == 200, 60)
+        return [(edge, lambda: http_get(f"http://127.0.0.1:{port}/healthz")[0] == 200, 60)]
 
     def restart_edge(self, index: int | None = None) -> None:
-        """Restart one edge, or (None) all of them."""
-        for i in range(len(self.edges)) if index is None else [index]:
-            proc = self.edges[i]
-            if proc is not None:
-                proc.stop()
-            self.start_edge(i)
+        """Restart one edge, or (None) all of them (at once)."""
+        which = range(len(self.edges)) if index is None else [index]
+        stop_all([self.edges[i] for i in which])
+        await_ready([w for i in which for w in self._launch_edge(i)])
 
     @property
     def ws_urls(self) -> list[str]:
@@ -534,11 +369,11 @@ class Stack:
             self.start_emulators()
             self.start_balancer()
             self.setup_pubsub()
-            for i in range(len(self.functions)):
-                self.start_function(i)
-            self.start_sweeper()
-            for i in range(len(self.edges)):
-                self.start_edge(i)
+            # Started at once and then waited for: each spends seconds importing.
+            waits = [w for i in range(len(self.functions)) for w in self._launch_function(i)]
+            waits += self._launch_sweeper()
+            waits += [w for i in range(len(self.edges)) for w in self._launch_edge(i)]
+            await_ready(waits)
         except BaseException:
             self.stop()
             raise
@@ -565,37 +400,16 @@ class Stack:
                 print(f"could not stop local deployments: {exc}", file=sys.stderr)
         if self._scheduler is not None:
             self._scheduler.stop()
-        procs = (*self.edges, *self.functions, self.builds_function, self.sweeper, self.balancer)
-        for proc in procs:
-            if proc is not None:
-                proc.stop()
-        for emulator in (self.pubsub, self.firestore, self.auth):
-            if emulator is not None:
-                emulator.stop()
+        # The services at once, then the emulators they talk to, at once.
+        stop_all([*self.edges, *self.functions, self.builds_function, self.sweeper, self.balancer])
+        stop_all(e.process for e in (self.pubsub, self.firestore, self.auth) if e is not None)
 
 
-class Scheduler:
-    """Cloud Scheduler's part locally: POST to the sweeper every `interval_s`."""
+def await_ready(waits: list[Ready]) -> None:
+    """Until every process started passes its check (each within its own timeout)."""
+    for proc, check, timeout in waits:
+        proc.wait_ready(check, timeout)
 
-    def __init__(self, url: str, interval_s: float) -> None:
-        self._url = url
-        self._interval = interval_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="sweep-scheduler")
-        self.runs = 0
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            request = urllib.request.Request(self._url, method="POST")
-            # A sweeper down (restarting, or the emulator paused) misses a run, as a failed
-            # Cloud Scheduler attempt would.
-            with contextlib.suppress(OSError):
-                urllib.request.urlopen(request, timeout=max(30.0, self._interval)).close()
-            self.runs += 1
+def _answers(port: int) -> Callable[[], bool]:
+    return lambda: http_get(f"http://127.0.0.1:{port}/")[0] > 0

@@ -7,6 +7,7 @@ Firestore is emptied before each test. Pub/Sub has no reset, so each run uses a 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Generator, Iterator
@@ -100,15 +101,24 @@ def ws_url(stack: Stack) -> str:
     return stack.ws_url
 
 
-@pytest.fixture
-def offline(stack: Stack) -> Iterator[Stack]:
-    """The stack with the function in offline mode (no model credentials) for one test."""
+@contextlib.contextmanager
+def offline_mode(stack: Stack) -> Iterator[Stack]:
+    """The stack with the function in offline mode (no model credentials) until the end."""
     saved = dict(stack.config.function_env)
     stack.config.function_env = {"DEPLOYCHAT_OFFLINE_PIECE_DELAY_MS": "0"}
     stack.restart_function()
-    yield stack
-    stack.config.function_env = saved
-    stack.restart_function()
+    try:
+        yield stack
+    finally:
+        stack.config.function_env = saved
+        stack.restart_function()
+
+
+@pytest.fixture
+def offline(stack: Stack) -> Iterator[Stack]:
+    """Offline mode for one test (a module whose every test is offline overrides it)."""
+    with offline_mode(stack) as offline_stack:
+        yield offline_stack
 
 
 @pytest.fixture
