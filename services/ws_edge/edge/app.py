@@ -14,9 +14,10 @@ from deploychat.errors import TransientError
 from deploychat.logging_setup import setup_logging
 from deploychat.tracing import setup_tracing
 
-from .connection import Connection, EdgeServices
+from .connection import Connection
 from .identity import Unauthorized
 from .security import security_headers
+from .services import EdgeServices
 from .settings import EdgeSettings
 from .transport import HandshakeRefused, check_handshake, prepare_environ, server_options, wrap
 

@@ -42,13 +42,11 @@ from deploychat.protocol import (
 from deploychat.tracing import tracer
 from deploychat.turn_message import CancelRequest, TurnRequest
 
-from .identity import TokenVerifier, Unauthorized, User
-from .limits import RateLimited, SocketRegistry
-from .publisher import TurnPublisher
-from .session_store import SessionNotYours, SessionStore
-from .session_stream import SessionFeed, SessionHub
-from .settings import EdgeSettings
-from .stall_watch import StallWatch
+from .identity import Unauthorized, User
+from .limits import RateLimited
+from .services import EdgeServices
+from .session_store import SessionNotYours
+from .session_stream import SessionFeed
 from .transport import ChatSocket
 
 try:
@@ -64,33 +62,6 @@ CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
 CLOSE_INTERNAL = 1011
 CLOSE_RESTART = 1012
-
-
-class EdgeServices:
-    """What every connection of this process shares."""
-
-    def __init__(
-        self,
-        settings: EdgeSettings,
-        store: SessionStore | None = None,
-        publisher: TurnPublisher | None = None,
-        verifier: TokenVerifier | None = None,
-    ) -> None:
-        self.settings = settings
-        self.store = store or SessionStore(settings)
-        self.publisher = publisher or TurnPublisher(settings)
-        self.verifier = verifier or TokenVerifier(settings)
-        self.hub = SessionHub(self.store, settings)
-        self.stalls = StallWatch(settings.write_timeout_s)
-        self._sockets: SocketRegistry | None = None
-
-    @property
-    def sockets(self) -> SocketRegistry:
-        if self._sockets is None:
-            self._sockets = SocketRegistry(
-                self.store.db, self.settings.connections_per_user, self.settings.connection_lease_s
-            )
-        return self._sockets
 
 
 class Connection:
