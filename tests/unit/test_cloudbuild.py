@@ -277,7 +277,7 @@ def test_make_test_calls_only_tools_the_ci_image_provides() -> None:
         needed |= {"terraform", "npm"} & {t for t in ("terraform", "npm") if t in script}
     # ... and what the tests start: the emulators (gcloud, on Java), the Auth emulator
     # (firebase-tools through npm ci, on Node), and git for the sample repositories.
-    stack = (ROOT / "devstack" / "stack.py").read_text()
+    stack = (ROOT / "devstack" / "emulators.py").read_text()
     assert '"emulators"' in stack and "npm" in stack
     needed |= {"gcloud emulators", "java", "node", "npm", "git", "make"}
     # A test that finds its tool missing skips, which would hide it in CI: the image has them.
