@@ -3,14 +3,14 @@
 One task owns the socket: it connects, sends `init`, resumes from the last applied seq, flushes
 the outbox, answers the heartbeat and hands each stored event to the caller once, in order.
 Every decision (how long to wait, when the link is dead, what to resend, what to drop) is
-asked of the pure engine in engine.py.
+asked of the pure engine in engine.py. Opening a connection (the handshake, `init` and the
+server's answer) is handshake.py's; what each frame from the server does is inbound.py's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import random
 import time
@@ -18,12 +18,11 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from pydantic import BaseModel
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
 
 from deploychat.protocol import (
-    AckFrame,
     AnalysisEvent,
     CancelFrame,
     ChatEvent,
@@ -32,14 +31,11 @@ from deploychat.protocol import (
     DeploymentCompleteEvent,
     DeploymentUpdateEvent,
     ErrorEvent,
-    ErrorFrame,
     InitFrame,
     PingFrame,
-    PongFrame,
     SessionEvent,
     TypingEvent,
     dump_frame,
-    parse_server_frame,
 )
 
 from . import state_file
@@ -54,23 +50,18 @@ from .engine import (
     Random,
     Reconnector,
     SeqTracker,
-    Verdict,
 )
-from .identity import AuthRejected, AuthUnreachable
+from .handshake import Dialer, closed_reason
+from .inbound import Inbound
 from .updates import (
     HistoryLost,
-    MessageAcked,
     MessageDropped,
-    ServerError,
     SessionLost,
     StateChanged,
     Update,
 )
 
 log = logging.getLogger(__name__)
-
-CLOSE_POLICY = 1008
-CLOSE_RESTART = 1012
 
 STORED_EVENTS = (
     ChatEvent,
@@ -86,22 +77,6 @@ _END = object()
 
 class MessageTooLarge(ValueError):
     """The message would not fit in one frame; the server would close the socket for it."""
-
-
-class _Refused(Exception):
-    """The server will not have this client (bad token): retrying cannot help."""
-
-
-class _Busy(Exception):
-    """`rate_limited` at `init` (too many sockets or new sessions): wait, then try again."""
-
-    def __init__(self, retry_after_s: float) -> None:
-        super().__init__(retry_after_s)
-        self.retry_after_s = retry_after_s
-
-
-class _KeptSessionRefused(Exception):
-    """`unauthorized` for the session asked for: it is gone, or not this user's."""
 
 
 def new_message_id() -> str:
@@ -145,11 +120,7 @@ class ChatClient:
         self._wake = asyncio.Event()
         self._send_lock = asyncio.Lock()
         self._cancels: list[str] = []
-        # Set when the kept session was refused: the next `init` asks for a new session.
-        self._fresh_session = False
-        self._refusal = ""
-        # The server asked for at least this long before the next attempt (rate_limited).
-        self._wait_at_least_s = 0.0
+        self._dialer = Dialer(cfg, self._emit)
 
     # ---------------------------------------------------------------- public API
 
@@ -271,9 +242,9 @@ class ChatClient:
         while True:
             reason = await self._session()
             delay = self._reconnector.next_delay(reason)
-            if delay is not None and self._wait_at_least_s:
-                delay = max(delay, self._wait_at_least_s)
-                self._wait_at_least_s = 0.0
+            if delay is not None and self._dialer.wait_at_least_s:
+                delay = max(delay, self._dialer.wait_at_least_s)
+                self._dialer.wait_at_least_s = 0.0
             if delay is None:
                 self._set_state(ConnectionState.ERROR, reason=self._give_up_reason(reason))
                 self._wake.clear()
@@ -294,37 +265,22 @@ class ChatClient:
 
     def _give_up_reason(self, reason: LostReason) -> str:
         if reason is LostReason.REFUSED:
-            return self._refusal or "the server refused this client"
+            return self._dialer.refusal or "the server refused this client"
         n = self._reconnector.attempts
         return f"could not connect to {self.config.url} after {n} attempt{'s' * (n != 1)}"
 
     async def _session(self) -> LostReason:
         """One connection, from opening to losing it."""
-        try:
-            ws, connected = await asyncio.wait_for(self._open_any(), self.config.connect_timeout_s)
-        except _Refused as exc:
-            self._refusal = f"the server refused this client: {exc}"
-            return LostReason.REFUSED
-        except AuthRejected as exc:
-            self._refusal = f"signing in failed: {exc}"
-            return LostReason.REFUSED
-        except _Busy as exc:
-            self._wait_at_least_s = exc.retry_after_s
-            return LostReason.CLOSED
-        except AuthUnreachable as exc:
-            log.info("no fresh ID token: %s", exc)
-            return LostReason.FAILED
-        except ConnectionClosed as exc:
-            return _closed_reason(exc)
-        except (OSError, TimeoutError, InvalidHandshake, InvalidURI, ValueError) as exc:
-            log.info("connecting to %s failed: %r", self.config.url, exc)
-            return LostReason.FAILED
+        opened = await self._dialer.open(self._session_id, self._seq.last)
+        if isinstance(opened, LostReason):
+            return opened
+        ws, connected = opened
         reason = LostReason.CLOSED
         try:
             reason = await self._connected(ws, connected)
             return reason
         except ConnectionClosed as exc:
-            reason = _closed_reason(exc)
+            reason = closed_reason(exc)
             return reason
         except OSError:
             return reason
@@ -337,78 +293,11 @@ class ChatClient:
                 with contextlib.suppress(Exception):
                     await ws.close()
 
-    async def _open_any(self) -> tuple[ClientConnection, ConnectedFrame]:
-        """Connect to the kept session; if it was refused, to a new one.
-
-        The server gives the same answer for a bad token and a session that is not ours, so
-        the new-session attempt tells them apart: refused again means the token, and the kept
-        session is not dropped for it. A refused token is refreshed once more and tried again
-        (the server may see it as expired before we do). Four attempts at most.
-        """
-        forced = False
-        while True:
-            try:
-                return await self._open(force_refresh=forced)
-            except _KeptSessionRefused:
-                self._fresh_session = True  # the next `init` cannot raise this again
-            except _Refused:
-                self._fresh_session = False
-                if forced or self.config.auth is None:
-                    raise
-                forced = True
-
-    async def _token(self, force_refresh: bool) -> str | None:
-        # In a thread: a refresh is a blocking HTTP call, and the heartbeat must not wait on it.
-        source = self.config.auth
-        if source is None:
-            return self.config.token
-        return await asyncio.to_thread(source.fresh_token, force_refresh)
-
-    async def _open(self, force_refresh: bool = False) -> tuple[ClientConnection, ConnectedFrame]:
-        cfg = self.config
-        token = await self._token(force_refresh)
-        session_id = None if self._fresh_session else self._session_id
-        ws = await connect(
-            cfg.url,
-            open_timeout=None,  # the caller's timeout covers the handshake and `connected`
-            ping_interval=None,  # the protocol's own heartbeat runs instead
-            close_timeout=cfg.close_timeout_s,
-            max_size=None,
-        )
-        try:
-            last_seq = 0 if session_id is None else self._seq.last
-            init = InitFrame(type="init", session_id=session_id, last_seq=last_seq, token=token)
-            await ws.send(dump_frame(init))
-            busy: float | None = None
-            while True:
-                try:
-                    frame = _parse(await ws.recv())
-                except ConnectionClosed as exc:
-                    if busy is not None:
-                        raise _Busy(busy) from None
-                    if session_id is not None and _closed_reason(exc) is LostReason.REFUSED:
-                        raise _KeptSessionRefused() from None
-                    raise
-                if isinstance(frame, ConnectedFrame):
-                    return ws, frame
-                if isinstance(frame, ErrorFrame):
-                    if frame.code == "unauthorized" and session_id is not None:
-                        raise _KeptSessionRefused()
-                    self._emit(ServerError(frame))
-                    if frame.code == "unauthorized":
-                        raise _Refused(frame.message)
-                    if frame.code == "rate_limited":
-                        # A close (1008) follows; it is a "later", not a "never".
-                        busy = frame.retry_after_s or cfg.initial_backoff_s
-        except BaseException:
-            ws.transport.abort()
-            raise
-
     async def _connected(self, ws: ClientConnection, connected: ConnectedFrame) -> LostReason:
-        if self._fresh_session:
+        if self._dialer.fresh_session:
             # Said out loud: the history the person expected is not coming.
             lost = self._session_id
-            self._fresh_session = False
+            self._dialer.fresh_session = False
             self._seq = SeqTracker(0)
             self._cancels.clear()
             if lost is not None:
@@ -428,6 +317,14 @@ class ChatClient:
         return await self._pump(ws)
 
     async def _pump(self, ws: ClientConnection) -> LostReason:
+        inbound = Inbound(
+            self._seq,
+            self._outbox,
+            self._heartbeat,
+            self.config.resend_after_s,
+            self._save,
+            self._emit,
+        )
         while True:
             now = time.monotonic()
             beat = self._heartbeat.poll(now)
@@ -446,70 +343,9 @@ class ChatClient:
                 raw = await asyncio.wait_for(ws.recv(), max(0.001, wake - time.monotonic()))
             except TimeoutError:
                 continue
-            lost = self._handle(raw)
+            lost = inbound.handle(raw)
             if lost is not None:
                 return lost
-
-    def _handle(self, raw: str | bytes) -> LostReason | None:
-        try:
-            frame = parse_server_frame(raw)
-        except ValueError:
-            return self._unknown(raw)
-        if isinstance(frame, PongFrame):
-            self._heartbeat.pong()
-        elif isinstance(frame, AckFrame):
-            if self._outbox.ack(frame.id):
-                self._save()
-                self._emit(MessageAcked(frame.id))
-        elif isinstance(frame, ErrorFrame):
-            self._refused(frame)
-        elif isinstance(frame, ConnectedFrame):
-            log.warning("ignoring a second 'connected' frame")
-        else:
-            return self._event(frame)
-        return None
-
-    def _event(self, event: SessionEvent) -> LostReason | None:
-        verdict = self._seq.check(event.seq)
-        if verdict is Verdict.DUPLICATE:
-            return None
-        if verdict is Verdict.GAP:
-            log.warning("event %d after %s: resuming", event.seq, self._seq.last)
-            return LostReason.GAP
-        self._seq.applied(event.seq)
-        self._save()
-        self._emit(event)
-        return None
-
-    def _unknown(self, raw: str | bytes) -> LostReason | None:
-        # A stored event of a kind this client does not know still holds its place in the
-        # order, or the next one would look like a gap.
-        try:
-            obj = json.loads(raw)
-        except ValueError:
-            obj = None
-        seq = obj.get("seq") if isinstance(obj, dict) else None
-        if not isinstance(seq, int):
-            log.debug("ignoring a frame this client does not understand: %.200r", raw)
-            return None
-        verdict = self._seq.check(seq)
-        if verdict is Verdict.GAP:
-            return LostReason.GAP
-        if verdict is Verdict.APPLY:
-            self._seq.applied(seq)
-            self._save()
-        return None
-
-    def _refused(self, frame: ErrorFrame) -> None:
-        if frame.ref is not None and frame.ref in self._outbox:
-            message = next(m for m in self._outbox.pending() if m.id == frame.ref)
-            verdict = self._outbox.refused(
-                frame.ref, frame.code, time.monotonic(), self.config.resend_after_s
-            )
-            if verdict == "drop":
-                self._save()
-                self._emit(MessageDropped(message.id, message.content, frame.message))
-        self._emit(ServerError(frame))
 
     async def _flush(self, ws: ClientConnection) -> None:
         # One writer at a time, so queued messages reach the server in the order written.
@@ -553,19 +389,3 @@ class ChatClient:
             )
         except OSError as exc:
             log.warning("could not save the client state to %s: %s", path, exc)
-
-
-def _parse(raw: str | bytes) -> Any:
-    try:
-        return parse_server_frame(raw)
-    except (ValueError, ValidationError):
-        return None
-
-
-def _closed_reason(exc: ConnectionClosed) -> LostReason:
-    code = exc.rcvd.code if exc.rcvd is not None else None
-    if code == CLOSE_RESTART:
-        return LostReason.RESTART
-    if code == CLOSE_POLICY:
-        return LostReason.REFUSED
-    return LostReason.CLOSED
