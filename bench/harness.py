@@ -53,7 +53,7 @@ class BenchStack:
             edge_port=free_port(),
             log_dir=self.log_dir,
             function_env=function_env(self.fake),
-            # Every socket signs in (a guest per few sockets, bench/clients.py); the per-user
+            # Every socket signs in (a guest per few sockets, bench/client_frames.py); the per-user
             # turn limits are lifted, since the throughput scenario offers more turns per
             # session than a person sends: what is measured is the pipeline, not the limit.
             edge_env={

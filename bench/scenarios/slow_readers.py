@@ -265,7 +265,7 @@ async def _open_all(port: int, count: int) -> list[socket.socket]:
 
 
 def _inits(count: int) -> list[bytes]:
-    """`init` frames: with a guest's ID token when the edge signs in (as bench/clients.py)."""
+    """`init` frames: with a guest's ID token when the edge signs in (as bench/client_frames.py)."""
     if not os.environ.get("FIREBASE_AUTH_EMULATOR_HOST"):
         return [frame(b'{"type":"init"}')] * count
     from tests.support.identity import sign_up_guest
