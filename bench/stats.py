@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 
 def percentile(values: Sequence[float], p: float) -> float | None:
@@ -28,3 +29,12 @@ def split(total: int, parts: int) -> list[int]:
     """`total` shared as evenly as possible among `parts`."""
     base, extra = divmod(total, parts)
     return [base + (1 if i < extra else 0) for i in range(parts)]
+
+
+def close_codes(statuses: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """The close codes the server sent, summed over the client processes' `status` answers."""
+    codes: dict[str, int] = {}
+    for status in statuses:
+        for code, n in status["close_codes"].items():
+            codes[str(code)] = codes.get(str(code), 0) + n
+    return codes

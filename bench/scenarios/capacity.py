@@ -24,7 +24,7 @@ import psutil
 from bench.clients import ClientPool, Dialect
 from bench.harness import CpuMeter, family, rss
 from bench.plan import Plan
-from bench.stats import ms, split
+from bench.stats import close_codes, ms, split
 
 log = logging.getLogger("bench")
 
@@ -68,10 +68,7 @@ def measure(
             opening = open_more(size - held)
             status = pool.call("status", {})
             held = sum(s["open"] for s in status)
-            closed_by_server: dict[str, int] = {}
-            for s in status:
-                for code, n in s["close_codes"].items():
-                    closed_by_server[str(code)] = closed_by_server.get(str(code), 0) + n
+            closed_by_server = close_codes(status)
             log.info(
                 "%s: %d sockets held (%d failed) in %.1fs",
                 name,

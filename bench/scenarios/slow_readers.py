@@ -42,7 +42,7 @@ import psutil
 from bench.clients import SOCKETS_PER_GUEST, ClientPool, frame, text_frame
 from bench.harness import rss
 from bench.plan import Plan
-from bench.stats import ms, split
+from bench.stats import close_codes, ms, split
 
 log = logging.getLogger("bench")
 
@@ -101,7 +101,7 @@ def run(port: int, server: psutil.Process, plan: Plan) -> dict[str, Any]:
         "readers_closed": sum(
             s["unexpected_closes"] + sum(s["close_codes"].values()) for s in status
         ),
-        "readers_close_codes": _codes(status),
+        "readers_close_codes": close_codes(status),
         "base_rss_mb": round(base / 2**20, 1),
         "rss_mb": round(all_open / 2**20, 1),
         "rss_peak_mb": round(peak / 2**20, 1),
@@ -130,7 +130,7 @@ def _drain(
     time.sleep(plan.drain_stall_s)
     before = pool.call("status", {})
     readers = sum(s["open"] for s in before)
-    codes = _codes(before)
+    codes = close_codes(before)
     signalled = time.time()  # the clock starts before the signal is sent
     server.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + plan.drain_wait_s
@@ -154,15 +154,6 @@ def _drain(
         "stalled_read_after_s": plan.drain_stalled_s,
         "stalled_dropped": stallers.finish(),
     }
-
-
-def _codes(statuses: list[dict[str, Any]]) -> dict[str, int]:
-    """The close codes the server sent the readers, summed over the client processes."""
-    codes: dict[str, int] = {}
-    for status in statuses:
-        for code, n in status["close_codes"].items():
-            codes[str(code)] = codes.get(str(code), 0) + n
-    return codes
 
 
 def _burst(pool: ClientPool) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from typing import Any
 from bench.clients import ClientPool
 from bench.harness import INSTANT, STREAMING, BenchStack
 from bench.plan import Plan
-from bench.stats import ms
+from bench.stats import close_codes, ms
 from tests.support.fake_gemini import Reply
 
 log = logging.getLogger("bench")
@@ -63,7 +63,7 @@ def run(bench: BenchStack, plan: Plan) -> dict[str, Any]:
         "streaming_model": {"first_token_s": first_token, "last_token_s": round(last_token, 2)},
         "overhead_on_model": overhead,
         # Closes the edge sent before close_all: any at all would leave a turn unfinished.
-        "server_close_codes": _codes(status),
+        "server_close_codes": close_codes(status),
         "pubsub_push_ms": push_latency(bench, plan.push_probes),
     }
 
@@ -123,14 +123,6 @@ def summarize(
         "to_model_ms": ms(to_model, 50, 99),
         "model_to_first_piece_ms": ms(after_model, 50, 99),
     }
-
-
-def _codes(status: list[dict[str, Any]]) -> dict[str, int]:
-    codes: dict[str, int] = {}
-    for worker in status:
-        for code, n in worker["close_codes"].items():
-            codes[str(code)] = codes.get(str(code), 0) + n
-    return codes
 
 
 def _minus(value_ms: float | None, seconds: float) -> float | None:
